@@ -1,0 +1,556 @@
+//! Command-line flags and configuration, layered with figment: built-in defaults < config
+//! file (`--config`, TOML) < `REDSHIFT_AUTH_PROXY_*` environment < command-line flags.
+//! The result is validated once into `ProxyConfig`, so the rest of the proxy never sees a
+//! half-checked setting.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Value;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::target::{Target, TargetError};
+use crate::tls::{SslMode, UpstreamRoots, UpstreamTrust};
+
+const ABOUT: &str = "A PostgreSQL wire-protocol proxy for Amazon Redshift: clients connect to \
+localhost without a password and the proxy logs in to the cluster or workgroup with short-lived \
+IAM database credentials, over verified TLS.";
+
+const AFTER_HELP: &str = "\
+TARGETS
+  A target is one cluster or workgroup with its own local port. Write it as
+    an endpoint:   HOST[:PORT][/DATABASE][?option=value&...]
+    a JDBC URL:    jdbc:redshift:iam://HOST:PORT/DB, jdbc:redshift://HOST:PORT/DB,
+                   jdbc:redshift:iam://CLUSTER:REGION/DB,
+                   jdbc:redshift:iam://redshift-serverless-WORKGROUP:REGION/DB
+    or a [[target]] table in the --config file (endpoint = \"...\" plus options).
+  Options: port (local port), database, cluster, workgroup, region, db_user, db_groups,
+  auto_create, iam_identity, duration_seconds, custom_domain, sslmode, password_env,
+  allowed_users.
+
+EXAMPLES
+  # Serverless: workgroup, account and region come from the endpoint name
+  redshift-auth-proxy default.123456789012.us-east-1.redshift-serverless.amazonaws.com
+
+  # A fixed database user, and a second cluster on the next port (5440)
+  redshift-auth-proxy 'examplecluster.abc123xyz789.us-west-2.redshift.amazonaws.com/dev?db_user=analyst' \\
+      'jdbc:redshift:iam://other.def456.eu-west-1.redshift.amazonaws.com:5439/prod'
+
+  # Static password mode (no AWS), verifying the server with a private CA
+  PW=secret redshift-auth-proxy 'db.example.com:5439/dev?db_user=alice&password_env=PW' --upstream-ca ca.pem
+
+  Then: psql \"host=127.0.0.1 port=5439 dbname=dev\"   (no password)
+
+Every flag can also be set as REDSHIFT_AUTH_PROXY_<FLAG> (e.g. REDSHIFT_AUTH_PROXY_PORT=6000) or
+as a key in the --config file (e.g. port = 6000); flags win over the environment, which wins
+over the file.";
+
+/// The command line. Options are `Option`s so that only flags actually given override the
+/// lower configuration layers.
+#[derive(Debug, Clone, Default, Parser, Serialize)]
+#[command(name = "redshift-auth-proxy", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Targets to serve, each on its own local port (see TARGETS below).
+    #[arg(value_name = "TARGET")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+
+    /// Local address to listen on. Example: --address 0.0.0.0 (default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+
+    /// First local port; each further target takes the next port unless it names one.
+    /// Example: --port 6432 (default 5439).
+    #[arg(long, value_name = "PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+
+    /// TOML configuration file with settings and [[target]] tables.
+    /// Example: --config config/proxy.toml (also REDSHIFT_AUTH_PROXY_CONFIG).
+    #[arg(long, value_name = "FILE", env = "REDSHIFT_AUTH_PROXY_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// How the server's certificate is checked: verify-full (chain and host name, the
+    /// default), verify-ca (chain only), require (encrypt without checking), disable (no TLS).
+    /// A target's sslmode= option overrides it. Example: --sslmode verify-ca.
+    #[arg(long, value_name = "MODE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<SslMode>,
+
+    /// PEM file of extra CA certificates to trust for the server (repeatable), e.g. a
+    /// private CA or Amazon's bundle. Example: --upstream-ca /etc/ssl/amazon-trust-ca-bundle.crt.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upstream_ca: Vec<PathBuf>,
+
+    /// Base set of trusted roots: webpki (Mozilla's, compiled in; default) or native (the
+    /// operating system's store). Example: --upstream-roots native.
+    #[arg(long, value_name = "SOURCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_roots: Option<UpstreamRoots>,
+
+    /// Limit for TCP connect plus TLS handshake to the server. Example: --connect-timeout 5s
+    /// (default 10s; units ms, s, m; a bare number is seconds).
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+
+    /// How long a client may take from connecting to sending its StartupMessage before it is
+    /// closed. Example: --startup-timeout 10s (default 30s).
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_timeout: Option<String>,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
+    /// "redshift_auth_proxy=debug". RUST_LOG, when set, wins. Example: --log-level debug.
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+
+    /// Log line format: text for people, json for log collectors. Example: --log-format json.
+    #[arg(long, value_name = "FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The merged settings before validation; field names are the config file keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Settings {
+    address: IpAddr,
+    port: u16,
+    sslmode: SslMode,
+    #[serde(deserialize_with = "one_or_many")]
+    upstream_ca: Vec<PathBuf>,
+    upstream_roots: UpstreamRoots,
+    #[serde(deserialize_with = "duration_setting")]
+    connect_timeout: String,
+    #[serde(deserialize_with = "duration_setting")]
+    startup_timeout: String,
+    log_level: String,
+    log_format: LogFormat,
+    /// Positional targets from the command line.
+    targets: Vec<String>,
+    /// `[[target]]` tables from the config file.
+    target: Vec<BTreeMap<String, Value>>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 5439,
+            sslmode: SslMode::VerifyFull,
+            upstream_ca: Vec::new(),
+            upstream_roots: UpstreamRoots::Webpki,
+            connect_timeout: "10s".to_owned(),
+            startup_timeout: "30s".to_owned(),
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+            targets: Vec::new(),
+            target: Vec::new(),
+        }
+    }
+}
+
+/// A target ready to serve: where it listens and its effective sslmode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenTarget {
+    /// The local address and port.
+    pub listen: SocketAddr,
+    /// The target as parsed.
+    pub target: Target,
+    /// The target's `sslmode` option, else the global one.
+    pub sslmode: SslMode,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// The targets in listen order.
+    pub targets: Vec<ListenTarget>,
+    /// Roots and extra CAs for upstream certificates.
+    pub trust: UpstreamTrust,
+    /// TCP connect plus TLS handshake limit.
+    pub connect_timeout: Duration,
+    /// Connect-to-StartupMessage limit.
+    pub startup_timeout: Duration,
+    /// Log filter directive.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// A configuration that cannot be used; each message names the setting and what to write.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// figment could not read or merge a layer.
+    #[error("configuration: {0}")]
+    Figment(Box<figment::Error>),
+    /// A target string or table is wrong.
+    #[error("target #{index} ({spec}): {source}")]
+    Target {
+        /// 1-based position.
+        index: usize,
+        /// What the user wrote.
+        spec: String,
+        /// Why it is wrong.
+        source: TargetError,
+    },
+    /// A `[[target]]` table without its endpoint.
+    #[error(
+        "[[target]] #{0} in the config file has no endpoint: add endpoint = \"HOST[:PORT][/DATABASE]\""
+    )]
+    TargetWithoutEndpoint(usize),
+    /// A `[[target]]` value that is not a string, number, boolean or list of those.
+    #[error("[[target]] #{index} key {key}: expected a string, number, boolean or list of strings")]
+    TargetValue {
+        /// 1-based position.
+        index: usize,
+        /// The key.
+        key: String,
+    },
+    /// No target anywhere.
+    #[error(
+        "no target given: name a cluster or workgroup endpoint, e.g. `redshift-auth-proxy default.123456789012.us-east-1.redshift-serverless.amazonaws.com`, or [[target]] tables in --config (see --help)"
+    )]
+    NoTargets,
+    /// Two targets on one port.
+    #[error(
+        "targets {first} and {second} both want local port {port}: give one of them another port= option"
+    )]
+    PortClash {
+        /// The port.
+        port: u16,
+        /// One target's label.
+        first: String,
+        /// The other's.
+        second: String,
+    },
+    /// A port past 65535 after counting up.
+    #[error("target #{0} would listen past port 65535: lower --port or give it a port= option")]
+    PortOverflow(usize),
+    /// A duration that does not parse.
+    #[error("{setting} = \"{value}\" is not a duration: write e.g. 10s, 500ms or 2m")]
+    Duration {
+        /// The setting's name.
+        setting: &'static str,
+        /// What was given.
+        value: String,
+    },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> ConfigError {
+        ConfigError::Figment(Box::new(e))
+    }
+}
+
+impl ProxyConfig {
+    /// Merges the layers for `cli` (file and environment as the process sees them) and
+    /// validates the result.
+    pub fn load(cli: &Cli) -> Result<ProxyConfig, ConfigError> {
+        ProxyConfig::from_figment(Self::figment(cli))
+    }
+
+    /// The layered figment: defaults < file < environment < flags.
+    fn figment(cli: &Cli) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = &cli.config {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment
+            .merge(Env::prefixed("REDSHIFT_AUTH_PROXY_").ignore(&["config"]))
+            .merge(Serialized::defaults(cli))
+    }
+
+    fn from_figment(figment: Figment) -> Result<ProxyConfig, ConfigError> {
+        let settings: Settings = figment.extract()?;
+        let connect_timeout =
+            parse_duration(&settings.connect_timeout).ok_or_else(|| ConfigError::Duration {
+                setting: "connect_timeout",
+                value: settings.connect_timeout.clone(),
+            })?;
+        let startup_timeout =
+            parse_duration(&settings.startup_timeout).ok_or_else(|| ConfigError::Duration {
+                setting: "startup_timeout",
+                value: settings.startup_timeout.clone(),
+            })?;
+
+        let mut targets = Vec::new();
+        for spec in &settings.targets {
+            let index = targets.len() + 1;
+            let target = Target::parse(spec).map_err(|source| ConfigError::Target {
+                index,
+                spec: spec.clone(),
+                source,
+            })?;
+            targets.push(target);
+        }
+        for table in &settings.target {
+            let index = targets.len() + 1;
+            targets.push(target_from_table(index, table)?);
+        }
+        if targets.is_empty() {
+            return Err(ConfigError::NoTargets);
+        }
+
+        let mut used: HashSet<u16> = HashSet::new();
+        let mut labels: BTreeMap<u16, String> = BTreeMap::new();
+        let mut listen_targets = Vec::new();
+        for (i, target) in targets.into_iter().enumerate() {
+            let port = match target.listen_port {
+                Some(port) => port,
+                None => u16::try_from(u32::from(settings.port) + i as u32)
+                    .map_err(|_| ConfigError::PortOverflow(i + 1))?,
+            };
+            if !used.insert(port) && port != 0 {
+                return Err(ConfigError::PortClash {
+                    port,
+                    first: labels.get(&port).cloned().unwrap_or_default(),
+                    second: target.label().to_owned(),
+                });
+            }
+            labels.insert(port, target.label().to_owned());
+            listen_targets.push(ListenTarget {
+                listen: SocketAddr::new(settings.address, port),
+                sslmode: target.sslmode.unwrap_or(settings.sslmode),
+                target,
+            });
+        }
+
+        Ok(ProxyConfig {
+            targets: listen_targets,
+            trust: UpstreamTrust {
+                roots: settings.upstream_roots,
+                ca_files: settings.upstream_ca,
+            },
+            connect_timeout,
+            startup_timeout,
+            log_level: settings.log_level,
+            log_format: settings.log_format,
+        })
+    }
+}
+
+/// Turns a `[[target]]` table into a target: `endpoint` is parsed like a positional target
+/// and every other key is applied as that target's option.
+fn target_from_table(index: usize, table: &BTreeMap<String, Value>) -> Result<Target, ConfigError> {
+    let endpoint = table
+        .get("endpoint")
+        .and_then(Value::as_str)
+        .ok_or(ConfigError::TargetWithoutEndpoint(index))?;
+    let mut options = Vec::new();
+    for (key, value) in table.iter().filter(|(key, _)| key.as_str() != "endpoint") {
+        let text = option_text(value).ok_or_else(|| ConfigError::TargetValue {
+            index,
+            key: key.clone(),
+        })?;
+        options.push((key.as_str(), text));
+    }
+    Target::parse_with_options(
+        endpoint,
+        options.iter().map(|(key, value)| (*key, value.as_str())),
+    )
+    .map_err(|source| ConfigError::Target {
+        index,
+        spec: endpoint.to_owned(),
+        source,
+    })
+}
+
+/// A TOML scalar or list as the text the query-string form would carry.
+fn option_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(_, s) => Some(s.clone()),
+        Value::Bool(_, b) => Some(b.to_string()),
+        Value::Num(_, n) => n
+            .to_u128()
+            .map(|n| n.to_string())
+            .or_else(|| n.to_i128().map(|n| n.to_string())),
+        Value::Array(_, items) => items
+            .iter()
+            .map(option_text)
+            .collect::<Option<Vec<_>>>()
+            .map(|items| items.join(",")),
+        _ => None,
+    }
+}
+
+/// Parses `10`, `10s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" | "secs" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+/// Accepts a duration as a number of seconds or a string with a unit.
+fn duration_setting<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(deserializer)? {
+        Raw::Number(n) => format!("{n}s"),
+        Raw::Text(s) => s,
+    })
+}
+
+/// Accepts one path or a list (the environment gives one string, the file may give a list).
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match Raw::deserialize(deserializer)? {
+        Raw::One(path) => vec![path],
+        Raw::Many(paths) => paths,
+    })
+}
+
+#[cfg(test)]
+// figment's `Jail` closures must return its own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    const STATIC: &str = "db.example.com:5439/dev?db_user=alice&password_env=PW";
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("redshift-auth-proxy").chain(args.iter().copied()))
+            .expect("flags parse")
+    }
+
+    #[test]
+    fn defaults() {
+        Jail::expect_with(|_| {
+            let config = ProxyConfig::load(&cli(&[STATIC])).expect("loads");
+            assert_eq!(config.targets.len(), 1);
+            assert_eq!(config.targets[0].listen, "127.0.0.1:5439".parse().unwrap());
+            assert_eq!(config.targets[0].sslmode, SslMode::VerifyFull);
+            assert_eq!(config.connect_timeout, Duration::from_secs(10));
+            assert_eq!(config.startup_timeout, Duration::from_secs(30));
+            assert_eq!(config.log_format, LogFormat::Text);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn further_targets_take_the_next_port_unless_they_name_one() {
+        Jail::expect_with(|_| {
+            let second = "db2.example.com/dev?db_user=bob&password_env=PW";
+            let third = "db3.example.com/dev?db_user=bob&password_env=PW&port=7000";
+            let config =
+                ProxyConfig::load(&cli(&[STATIC, second, third, "--port", "6000"])).expect("loads");
+            let ports: Vec<u16> = config.targets.iter().map(|t| t.listen.port()).collect();
+            assert_eq!(ports, vec![6000, 6001, 7000]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_file_then_env_then_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "proxy.toml",
+                r#"
+                port = 6000
+                connect_timeout = 3
+                startup_timeout = "5s"
+                sslmode = "verify-ca"
+                upstream_ca = ["a.pem", "b.pem"]
+
+                [[target]]
+                endpoint = "db.example.com:5439/dev"
+                db_user = "alice"
+                password_env = "PW"
+                db_groups = ["bi", "readers"]
+                "#,
+            )?;
+            let config = ProxyConfig::load(&cli(&["--config", "proxy.toml"])).expect("file");
+            assert_eq!(config.targets[0].listen.port(), 6000);
+            assert_eq!(config.targets[0].sslmode, SslMode::VerifyCa);
+            assert_eq!(config.targets[0].target.db_groups, vec!["bi", "readers"]);
+            assert_eq!(config.connect_timeout, Duration::from_secs(3));
+            assert_eq!(config.startup_timeout, Duration::from_secs(5));
+            assert_eq!(config.trust.ca_files.len(), 2);
+
+            jail.set_env("REDSHIFT_AUTH_PROXY_PORT", "6100");
+            jail.set_env("REDSHIFT_AUTH_PROXY_UPSTREAM_CA", "env.pem");
+            let config = ProxyConfig::load(&cli(&["--config", "proxy.toml"])).expect("env");
+            assert_eq!(config.targets[0].listen.port(), 6100);
+            assert_eq!(config.trust.ca_files, vec![PathBuf::from("env.pem")]);
+
+            let config = ProxyConfig::load(&cli(&["--config", "proxy.toml", "--port", "6200"]))
+                .expect("flags");
+            assert_eq!(config.targets[0].listen.port(), 6200);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn refusals_name_what_to_write() {
+        Jail::expect_with(|jail| {
+            let err = ProxyConfig::load(&cli(&[])).unwrap_err().to_string();
+            assert!(err.contains("no target given"), "{err}");
+            let err = ProxyConfig::load(&cli(&[STATIC, "--connect-timeout", "soon"]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("10s, 500ms or 2m"), "{err}");
+            let clash = "db2.example.com/dev?db_user=bob&password_env=PW&port=5439";
+            let err = ProxyConfig::load(&cli(&[STATIC, clash]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("both want local port 5439"), "{err}");
+            jail.create_file("bad.toml", "[[target]]\ndb_user = \"x\"\n")?;
+            let err = ProxyConfig::load(&cli(&["--config", "bad.toml"]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("has no endpoint"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("fast"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+}

@@ -1,0 +1,17 @@
+//! redshift-auth-proxy: a PostgreSQL wire-protocol proxy that logs in to Amazon Redshift
+//! with short-lived IAM database credentials, so clients connect without a password.
+//!
+//! The path of one connection is described in `shared/design.md` section 2; each step has
+//! its own module, named after the step.
+
+pub mod auth;
+pub mod cancel;
+pub mod config;
+pub mod credentials;
+pub mod protocol;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod target;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,118 @@
+//! Starts the proxy in-process on an ephemeral port, in front of whatever upstream a test
+//! names, with the static password source.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redshift_auth_proxy::cancel::CancelRegistry;
+use redshift_auth_proxy::credentials::{Secret, StaticPassword};
+use redshift_auth_proxy::server::Server;
+use redshift_auth_proxy::session::TargetContext;
+use redshift_auth_proxy::target::Target;
+use redshift_auth_proxy::tls::{SslMode, UpstreamRoots, UpstreamTrust, upstream_client_config};
+use redshift_auth_proxy::upstream::UpstreamEndpoint;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What to put in front of which upstream.
+pub struct ProxyOptions {
+    /// The target as a user writes it (host, port, database, options).
+    pub target: String,
+    /// The password the static source hands out.
+    pub password: String,
+    /// How the upstream certificate is checked.
+    pub sslmode: SslMode,
+    /// Extra CA files.
+    pub ca_files: Vec<PathBuf>,
+    /// Limit for connect + TLS handshake.
+    pub connect_timeout: Duration,
+    /// Limit for the client's startup packet.
+    pub startup_timeout: Duration,
+}
+
+impl ProxyOptions {
+    /// A static-password target with verify-full against `ca`.
+    pub fn new(target: impl Into<String>, password: impl Into<String>, ca: PathBuf) -> Self {
+        ProxyOptions {
+            target: target.into(),
+            password: password.into(),
+            sslmode: SslMode::VerifyFull,
+            ca_files: vec![ca],
+            connect_timeout: Duration::from_secs(5),
+            startup_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running proxy; stop it with `stop` to wait for every session task.
+pub struct TestProxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// The cancel registry, to see registrations and counts.
+    pub cancel: Arc<CancelRegistry>,
+    shutdown: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl TestProxy {
+    /// Binds 127.0.0.1:0 and serves until stopped.
+    pub async fn start(options: ProxyOptions) -> TestProxy {
+        let target = Target::parse(&options.target).expect("test target parses");
+        let trust = UpstreamTrust {
+            roots: UpstreamRoots::Webpki,
+            ca_files: options.ca_files.clone(),
+        };
+        let tls = upstream_client_config(options.sslmode, &trust).expect("tls config");
+        let endpoint = Arc::new(UpstreamEndpoint {
+            host: target.host.clone(),
+            port: target.upstream_port,
+            sslmode: options.sslmode,
+            tls,
+            connect_timeout: options.connect_timeout,
+        });
+        let cancel = CancelRegistry::new();
+        let ctx = Arc::new(TargetContext {
+            target,
+            endpoint,
+            credentials: Arc::new(StaticPassword::new(Secret::new(options.password))),
+            cancel: cancel.clone(),
+            startup_timeout: options.startup_timeout,
+        });
+        let server = Server::bind([("127.0.0.1:0".parse().expect("address"), ctx)])
+            .await
+            .expect("proxy binds");
+        let addr = server.local_addrs()[0];
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(server.run(shutdown.clone()));
+        TestProxy {
+            addr,
+            cancel,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// A libpq connection string for this proxy (no password: the proxy supplies it).
+    pub fn conninfo(&self, dbname: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} dbname={dbname} user=anything sslmode=disable",
+            self.port()
+        )
+    }
+
+    /// Stops accepting, ends sessions, and waits for every task.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("proxy stops within 10 s")
+            .expect("proxy task did not panic");
+    }
+}
