@@ -14,6 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::Value;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::credentials::AwsSettings;
 use crate::target::{Target, TargetError};
 use crate::tls::{SslMode, UpstreamRoots, UpstreamTrust};
 
@@ -118,6 +119,48 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+
+    /// AWS profile from ~/.aws/config and ~/.aws/credentials (SSO profiles included) instead
+    /// of AWS_PROFILE or "default". Example: --aws-profile analytics.
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_profile: Option<String>,
+
+    /// Region for the credential APIs, overriding the region read from each endpoint name.
+    /// Example: --aws-region eu-west-1.
+    #[arg(long, value_name = "REGION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_region: Option<String>,
+
+    /// Assume this IAM role (with the credentials the chain finds) before asking for
+    /// database credentials; refreshed automatically.
+    /// Example: --role-arn arn:aws:iam::123456789012:role/redshift-proxy.
+    #[arg(long, value_name = "ARN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+
+    /// External id the role's trust policy requires (with --role-arn). Example: --role-external-id 4f2a9c.
+    #[arg(long, value_name = "ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_external_id: Option<String>,
+
+    /// Session name of the assumed role, as CloudTrail shows it (with --role-arn; default
+    /// redshift-auth-proxy). Example: --role-session-name etl-proxy.
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_session_name: Option<String>,
+
+    /// Endpoint URL for the Redshift and Redshift Serverless APIs (VPC interface endpoints,
+    /// local stand-ins); AWS_ENDPOINT_URL is honoured too. Example: --aws-endpoint-url http://127.0.0.1:4566.
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// Test every target and exit: fetch credentials, connect, log in, run `select 1`, print
+    /// one line per target; exit status 0 when all work, 1 otherwise. Example: --check.
+    #[arg(long)]
+    #[serde(skip)]
+    pub check: bool,
 }
 
 /// How log lines are written.
@@ -146,6 +189,12 @@ struct Settings {
     startup_timeout: String,
     log_level: String,
     log_format: LogFormat,
+    aws_profile: Option<String>,
+    aws_region: Option<String>,
+    role_arn: Option<String>,
+    role_external_id: Option<String>,
+    role_session_name: Option<String>,
+    aws_endpoint_url: Option<String>,
     /// Positional targets from the command line.
     targets: Vec<String>,
     /// `[[target]]` tables from the config file.
@@ -164,6 +213,12 @@ impl Default for Settings {
             startup_timeout: "30s".to_owned(),
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
+            aws_profile: None,
+            aws_region: None,
+            role_arn: None,
+            role_external_id: None,
+            role_session_name: None,
+            aws_endpoint_url: None,
             targets: Vec::new(),
             target: Vec::new(),
         }
@@ -196,6 +251,8 @@ pub struct ProxyConfig {
     pub log_level: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// How to reach AWS for the IAM targets.
+    pub aws: AwsSettings,
 }
 
 /// A configuration that cannot be used; each message names the setting and what to write.
@@ -346,6 +403,14 @@ impl ProxyConfig {
             startup_timeout,
             log_level: settings.log_level,
             log_format: settings.log_format,
+            aws: AwsSettings {
+                profile: settings.aws_profile,
+                region: settings.aws_region,
+                role_arn: settings.role_arn,
+                role_external_id: settings.role_external_id,
+                role_session_name: settings.role_session_name,
+                endpoint_url: settings.aws_endpoint_url,
+            },
         })
     }
 }

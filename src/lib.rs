@@ -6,12 +6,14 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod check;
 pub mod config;
 pub mod credentials;
 pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod session;
+pub mod setup;
 pub mod target;
 pub mod tls;
 pub mod upstream;

@@ -2,17 +2,12 @@
 //! credential source and TLS configuration, serve until SIGINT/SIGTERM.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use clap::Parser;
-use redshift_auth_proxy::cancel::CancelRegistry;
+use redshift_auth_proxy::check::check_target;
 use redshift_auth_proxy::config::{Cli, LogFormat, ProxyConfig};
-use redshift_auth_proxy::credentials::{CredentialSource, StaticPassword};
 use redshift_auth_proxy::server::Server;
-use redshift_auth_proxy::session::TargetContext;
-use redshift_auth_proxy::tls::upstream_client_config;
-use redshift_auth_proxy::upstream::UpstreamEndpoint;
+use redshift_auth_proxy::setup::{Assembled, assemble};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -36,8 +31,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(run(config, cli.check)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("redshift-auth-proxy: {e:#}");
@@ -59,42 +55,29 @@ fn init_logging(config: &ProxyConfig) {
     }
 }
 
-async fn run(config: ProxyConfig) -> anyhow::Result<()> {
-    let cancel = CancelRegistry::new();
-    let mut targets = Vec::new();
-    for listen in &config.targets {
-        let target = &listen.target;
-        let credentials: Arc<dyn CredentialSource> = match &target.password_env {
-            Some(var) => Arc::new(StaticPassword::from_env(var)?),
-            None => bail!(
-                "target {}: this build has no IAM credential source yet; set password_env=VAR on the target to log in with a static password",
-                target.label()
-            ),
-        };
-        let tls = upstream_client_config(listen.sslmode, &config.trust)
-            .with_context(|| format!("target {}", target.label()))?;
-        let endpoint = Arc::new(UpstreamEndpoint {
-            host: target.host.clone(),
-            port: target.upstream_port,
-            sslmode: listen.sslmode,
-            tls,
-            connect_timeout: config.connect_timeout,
-        });
-        let ctx = Arc::new(TargetContext {
-            target: target.clone(),
-            endpoint,
-            credentials,
-            cancel: cancel.clone(),
-            startup_timeout: config.startup_timeout,
-        });
-        targets.push((listen.listen, ctx));
+async fn run(config: ProxyConfig, check: bool) -> anyhow::Result<bool> {
+    let assembled = assemble(&config).await?;
+    if check {
+        return Ok(run_checks(&assembled).await);
     }
-    let server = Server::bind(targets).await?;
+    let server = Server::bind(assembled.targets).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     server.run(shutdown).await;
     tracing::info!("stopped");
-    Ok(())
+    Ok(true)
+}
+
+/// `--check`: one line per target on stdout; true when every target works.
+async fn run_checks(assembled: &Assembled) -> bool {
+    let os_user = std::env::var("USER").ok();
+    let mut all_ok = true;
+    for (_, ctx) in &assembled.targets {
+        let report = check_target(ctx, os_user.as_deref()).await;
+        all_ok &= report.error.is_none();
+        println!("{}", report.line());
+    }
+    all_ok
 }
 
 /// Ends the proxy on SIGINT or SIGTERM.

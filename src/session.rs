@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::PasswordAuthenticator;
 use crate::cancel::CancelRegistry;
-use crate::credentials::{CredentialRequest, CredentialSource, resolve_db_user};
+use crate::credentials::{CredentialError, CredentialRequest, CredentialSource, resolve_db_user};
 use crate::protocol::startup::{self, StartupError};
 use crate::protocol::{ErrorResponse, FirstPacket, StartupParams, messages};
 use crate::relay::{self, RelayStats};
@@ -20,6 +20,9 @@ use crate::upstream::{self, UpstreamEndpoint, UpstreamError};
 
 /// How long a refusal may take to write: a client that does not read is not waited for.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Redshift's default database, used when neither the target nor the client names one and
+/// the user comes from the IAM identity.
+const DEFAULT_DATABASE: &str = "dev";
 /// At most this much client input is read and dropped while closing after a refusal.
 const DISCARD_LIMIT: usize = 64 * 1024;
 
@@ -183,14 +186,8 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let target = ctx.target.label();
-    let client_user = params.get("user");
-    let db_user = match resolve_db_user(
-        ctx.target.db_user.as_deref(),
-        client_user,
-        &ctx.target.allowed_users,
-        &format!("target {target}"),
-    ) {
-        Ok(user) => user,
+    let request = match credential_request(ctx, params.get("user"), params.get("database")) {
+        Ok(request) => request,
         Err(e) => {
             tracing::info!(target_name = target, client = %peer, error = %e, "database user refused");
             refuse(
@@ -201,27 +198,11 @@ where
             return Outcome::CredentialError;
         }
     };
-    // As PostgreSQL does, the database defaults to the user name.
-    let database = ctx
-        .target
-        .database
-        .clone()
-        .or_else(|| {
-            params
-                .get("database")
-                .filter(|d| !d.is_empty())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| db_user.clone());
-
-    let request = CredentialRequest {
-        db_user: db_user.clone(),
-        database: database.clone(),
-    };
+    let CredentialRequest { db_user, database } = request.clone();
     let credentials = match ctx.credentials.credentials(&request).await {
         Ok(credentials) => credentials,
         Err(e) => {
-            tracing::warn!(target_name = target, client = %peer, db_user = %db_user, api = ctx.credentials.api(), error = %e, "no credentials");
+            tracing::warn!(target_name = target, client = %peer, db_user = db_user.as_deref().unwrap_or(""), api = ctx.credentials.api(), reason = e.reason(), error = %e, "no credentials");
             refuse(
                 &mut client,
                 ErrorResponse::fatal(e.sqlstate(), e.to_string()),
@@ -314,6 +295,31 @@ where
         "connection closed"
     );
     outcome
+}
+
+/// Decides the database user and database for a client that sent `client_user` and
+/// `client_database` (design section 2, step 2). As PostgreSQL does, the database defaults to
+/// the user name; with an IAM-derived user, to Redshift's default database.
+pub fn credential_request(
+    ctx: &TargetContext,
+    client_user: Option<&str>,
+    client_database: Option<&str>,
+) -> Result<CredentialRequest, CredentialError> {
+    let db_user = resolve_db_user(
+        ctx.target.db_user.as_deref(),
+        client_user,
+        &ctx.target.allowed_users,
+        &format!("target {}", ctx.target.label()),
+        ctx.credentials.user_from_identity(),
+    )?;
+    let database = ctx
+        .target
+        .database
+        .clone()
+        .or_else(|| client_database.filter(|d| !d.is_empty()).map(str::to_owned))
+        .or_else(|| db_user.clone())
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    Ok(CredentialRequest { db_user, database })
 }
 
 /// Sends a proxy-owned ErrorResponse and closes the client connection.

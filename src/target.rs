@@ -88,6 +88,9 @@ pub struct Target {
     pub password_env: Option<String>,
     /// Client user names allowed to connect; empty allows everyone.
     pub allowed_users: Vec<String>,
+    /// The JDBC short forms name a cluster or workgroup but not its address: the endpoint is
+    /// looked up with the AWS API (DescribeClusters, GetWorkgroup) before the first connect.
+    pub lookup_endpoint: bool,
 }
 
 /// Why a target string or table cannot be used. Every message is one line that names the bad
@@ -491,6 +494,8 @@ struct Location {
     port: u16,
     database: Option<String>,
     named: Named,
+    /// A JDBC short form: `host` is a name, not an address.
+    short_form: bool,
 }
 
 /// The options as given; `finish` merges them with what the name says.
@@ -649,6 +654,7 @@ fn parse_location(spec: &str, text: &str, form: Form) -> Result<Location, Target
         after_colon,
         ip_literal,
     } = split_authority(spec, authority)?;
+    let is_short_form = matches!(after_colon, Some(value) if form == Form::Jdbc && !value.bytes().all(|b| b.is_ascii_digit()));
     let (host, port, named) = match after_colon {
         None => {
             let named = infer_from_host(&host);
@@ -688,6 +694,7 @@ fn parse_location(spec: &str, text: &str, form: Form) -> Result<Location, Target
         port,
         database,
         named,
+        short_form: is_short_form,
     })
 }
 
@@ -868,6 +875,7 @@ fn finish(location: Location, settings: Settings) -> Result<Target, TargetError>
         port,
         database,
         named,
+        short_form,
     } = location;
     let is_static = settings.password_env.is_some();
     let kind = match (settings.cluster, settings.workgroup) {
@@ -924,6 +932,7 @@ fn finish(location: Location, settings: Settings) -> Result<Target, TargetError>
         sslmode: settings.sslmode,
         password_env: settings.password_env,
         allowed_users: settings.allowed_users,
+        lookup_endpoint: short_form,
     };
     target.check()?;
     Ok(target)
@@ -931,21 +940,31 @@ fn finish(location: Location, settings: Settings) -> Result<Target, TargetError>
 
 /// `DbUser` rules of the credential API, checked before any call (design section 6).
 fn check_db_user(user: &str) -> Result<String, TargetError> {
-    let why = if user.chars().count() > 64 {
-        "is longer than 64 characters"
+    match db_user_problem(user) {
+        None => Ok(user.to_owned()),
+        Some(why) => Err(TargetError::BadDbUser {
+            user: user.to_owned(),
+            why,
+        }),
+    }
+}
+
+/// Which `DbUser` rule of the credential API `user` breaks, if any: checked for the target's
+/// `db_user` at start-up and for a client's user name before calling AWS.
+pub fn db_user_problem(user: &str) -> Option<&'static str> {
+    if user.is_empty() {
+        Some("is empty")
+    } else if user.chars().count() > 64 {
+        Some("is longer than 64 characters")
     } else if !user.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        "does not start with a letter"
+        Some("does not start with a letter")
     } else if user.contains([':', '/']) {
-        "contains ':' or '/'"
+        Some("contains ':' or '/'")
     } else if user.eq_ignore_ascii_case("public") {
-        "is the reserved name PUBLIC"
+        Some("is the reserved name PUBLIC")
     } else {
-        return Ok(user.to_owned());
-    };
-    Err(TargetError::BadDbUser {
-        user: user.to_owned(),
-        why,
-    })
+        None
+    }
 }
 
 /// One database name: a path with further `/` is a mistake, not a name.
@@ -1096,6 +1115,7 @@ mod tests {
             sslmode: None,
             password_env: None,
             allowed_users: Vec::new(),
+            lookup_endpoint: false,
         }
     }
 
@@ -1269,6 +1289,7 @@ mod tests {
                 &[],
                 Target {
                     database: some("dev"),
+                    lookup_endpoint: true,
                     ..base("examplecluster", cluster("examplecluster"), Some("us-west-2"))
                 },
             ),
@@ -1277,6 +1298,7 @@ mod tests {
                 &[],
                 Target {
                     database: some("dev"),
+                    lookup_endpoint: true,
                     ..base("analytics", workgroup("analytics"), Some("eu-central-1"))
                 },
             ),
@@ -1349,6 +1371,7 @@ mod tests {
                     database: some("dev"),
                     iam_identity: true,
                     allowed_users: strings(&["alice", "bob"]),
+                    lookup_endpoint: true,
                     ..base("examplecluster", cluster("examplecluster"), Some("us-west-2"))
                 },
             ),

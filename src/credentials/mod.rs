@@ -2,22 +2,33 @@
 //! and password and do not care whether they came from the environment or from AWS, so new
 //! sources (the IAM APIs) plug in without touching the session code.
 
+mod aws;
+mod aws_errors;
+mod cache;
+mod cluster;
 mod secret;
+mod serverless;
 mod static_password;
 
+pub use aws::{AwsClients, AwsSettings, lookup_endpoint};
+pub use cache::{CachePolicy, CachedSource};
+pub use cluster::{ClusterCredentials, ClusterOptions};
 pub use secret::Secret;
-pub use static_password::StaticPassword;
+pub use serverless::ServerlessCredentials;
+pub use static_password::{MissingPasswordEnv, StaticPassword};
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::SystemTime;
 
 /// What a session asks for: the database user and database it resolved from the target and
-/// the client's startup parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// the client's startup parameters. It is also the cache key (the target's groups and
+/// auto-create setting are fixed per source, so per cache).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CredentialRequest {
-    /// The database user to log in as, before any `IAM:` prefix AWS may add.
-    pub db_user: String,
+    /// The database user to log in as, before any `IAM:` prefix AWS may add; `None` when the
+    /// source derives the user from the IAM identity (serverless, `iam_identity`).
+    pub db_user: Option<String>,
     /// The database the session will open.
     pub database: String,
 }
@@ -54,6 +65,61 @@ pub enum CredentialError {
         "no database user: the client sent no user name and the target sets no db_user; set db_user on the target or user= in the connection string"
     )]
     NoUser,
+    /// A database user name the credential API would refuse, caught before calling it.
+    #[error(
+        "database user \"{user}\" cannot get IAM credentials: it {why}; Redshift user names are 1-64 characters, start with a letter, contain no ':' or '/' and are not PUBLIC"
+    )]
+    InvalidDbUser {
+        /// The name.
+        user: String,
+        /// Which rule it breaks.
+        why: &'static str,
+    },
+    /// AWS refused the call: the proxy's identity lacks a permission.
+    #[error(
+        "AWS denied {action} on {resource}: grant the proxy's IAM identity {action} on that resource{extra}"
+    )]
+    AccessDenied {
+        /// The IAM action, e.g. `redshift:GetClusterCredentials`.
+        action: String,
+        /// The resource ARN the action needs.
+        resource: String,
+        /// Further permissions the target's options need, as text starting with "; ".
+        extra: String,
+    },
+    /// The AWS credential chain found nothing.
+    #[error(
+        "no AWS credentials found: the proxy looked in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), the shared files (~/.aws/credentials, ~/.aws/config{profile}), web identity (AWS_WEB_IDENTITY_TOKEN_FILE, EKS IRSA), EKS Pod Identity / ECS container credentials and EC2 instance metadata; configure one of them, e.g. `aws configure` or `aws sso login`, or pass --aws-profile ({detail})"
+    )]
+    NoAwsCredentials {
+        /// ` (profile NAME)` or empty.
+        profile: String,
+        /// The chain's own last error, without secrets.
+        detail: String,
+    },
+    /// An SSO session (legacy or `sso-session`) has expired.
+    #[error(
+        "the AWS SSO session has expired or is missing: run `aws sso login --profile {profile}` and connect again"
+    )]
+    SsoExpired {
+        /// The profile in use.
+        profile: String,
+    },
+    /// The cluster or workgroup does not exist in the region.
+    #[error(
+        "{what} \"{name}\" was not found in region {region}: check the name (cluster identifiers are case-sensitive) and the region (region= option or --aws-region)"
+    )]
+    NotFound {
+        /// `cluster` or `workgroup`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The region asked.
+        region: String,
+    },
+    /// AWS could not be reached, kept throttling, or failed in some other transient way.
+    #[error("{0}")]
+    AwsUnavailable(String),
     /// The source could not provide credentials for another reason.
     #[error("{message}")]
     Unavailable {
@@ -65,12 +131,46 @@ pub enum CredentialError {
 }
 
 impl CredentialError {
-    /// The SQLSTATE the client receives.
+    /// The SQLSTATE the client receives: 28000 (invalid authorization) when the fix is a
+    /// permission or an identity, 08001 when the server side cannot be reached or named.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            CredentialError::UserNotAllowed { .. } | CredentialError::NoUser => "28000",
+            CredentialError::UserNotAllowed { .. }
+            | CredentialError::NoUser
+            | CredentialError::InvalidDbUser { .. }
+            | CredentialError::AccessDenied { .. }
+            | CredentialError::NoAwsCredentials { .. }
+            | CredentialError::SsoExpired { .. } => "28000",
+            CredentialError::NotFound { .. } | CredentialError::AwsUnavailable(_) => "08001",
             CredentialError::Unavailable { sqlstate, .. } => sqlstate,
         }
+    }
+
+    /// A short, fixed label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CredentialError::UserNotAllowed { .. } => "user_not_allowed",
+            CredentialError::NoUser => "no_user",
+            CredentialError::InvalidDbUser { .. } => "invalid_db_user",
+            CredentialError::AccessDenied { .. } => "access_denied",
+            CredentialError::NoAwsCredentials { .. } => "no_aws_credentials",
+            CredentialError::SsoExpired { .. } => "sso_expired",
+            CredentialError::NotFound { .. } => "not_found",
+            CredentialError::AwsUnavailable(_) => "aws_unavailable",
+            CredentialError::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    /// Answers that will not change in the next seconds, so a crowd of clients should get
+    /// the remembered answer instead of each calling AWS again.
+    pub fn is_remembered(&self) -> bool {
+        matches!(
+            self,
+            CredentialError::AccessDenied { .. }
+                | CredentialError::NotFound { .. }
+                | CredentialError::NoAwsCredentials { .. }
+                | CredentialError::SsoExpired { .. }
+        )
     }
 }
 
@@ -86,16 +186,27 @@ pub trait CredentialSource: Send + Sync + std::fmt::Debug {
 
     /// The name of the API behind this source, for logs and metric labels.
     fn api(&self) -> &'static str;
+
+    /// True when the API derives the database user from the IAM identity (serverless
+    /// `GetCredentials`, `GetClusterCredentialsWithIAM`): the client's `user` is then only
+    /// checked against `allowed_users`, never sent.
+    fn user_from_identity(&self) -> bool {
+        false
+    }
 }
 
 /// Decides the database user as design section 2 says: the target's fixed `db_user` when
 /// set, otherwise the client's `user`, which must then be on `allowed_users` if that is set.
+///
+/// With `from_identity` the API derives the user from the IAM identity: the client's user is
+/// still checked against the list, and `None` is returned.
 pub fn resolve_db_user(
     fixed: Option<&str>,
     client_user: Option<&str>,
     allowed_users: &[String],
     allowed_source: &str,
-) -> Result<String, CredentialError> {
+    from_identity: bool,
+) -> Result<Option<String>, CredentialError> {
     if let Some(user) = client_user.filter(|_| !allowed_users.is_empty())
         && !allowed_users.iter().any(|allowed| allowed == user)
     {
@@ -105,9 +216,12 @@ pub fn resolve_db_user(
             source_name: allowed_source.to_owned(),
         });
     }
+    if from_identity {
+        return Ok(None);
+    }
     match (fixed, client_user) {
-        (Some(user), _) => Ok(user.to_owned()),
-        (None, Some(user)) if !user.is_empty() => Ok(user.to_owned()),
+        (Some(user), _) => Ok(Some(user.to_owned())),
+        (None, Some(user)) if !user.is_empty() => Ok(Some(user.to_owned())),
         _ => Err(CredentialError::NoUser),
     }
 }
@@ -119,8 +233,8 @@ mod tests {
     #[test]
     fn fixed_user_wins() {
         assert_eq!(
-            resolve_db_user(Some("alice"), Some("bob"), &[], "t").unwrap(),
-            "alice"
+            resolve_db_user(Some("alice"), Some("bob"), &[], "t", false).unwrap(),
+            Some("alice".to_owned())
         );
     }
 
@@ -128,15 +242,21 @@ mod tests {
     fn client_user_checked_against_list() {
         let allowed = vec!["bob".to_owned()];
         assert_eq!(
-            resolve_db_user(None, Some("bob"), &allowed, "t").unwrap(),
-            "bob"
+            resolve_db_user(None, Some("bob"), &allowed, "t", false).unwrap(),
+            Some("bob".to_owned())
         );
-        let err = resolve_db_user(None, Some("eve"), &allowed, "target x").unwrap_err();
+        let err = resolve_db_user(None, Some("eve"), &allowed, "target x", false).unwrap_err();
         assert_eq!(err.sqlstate(), "28000");
         assert!(err.to_string().contains("\"eve\"") && err.to_string().contains("target x"));
         assert_eq!(
-            resolve_db_user(None, None, &[], "t").unwrap_err(),
+            resolve_db_user(None, None, &[], "t", false).unwrap_err(),
             CredentialError::NoUser
         );
+        // The IAM identity decides the user; the list still guards the door.
+        assert_eq!(
+            resolve_db_user(None, Some("bob"), &allowed, "t", true).unwrap(),
+            None
+        );
+        assert!(resolve_db_user(None, Some("eve"), &allowed, "t", true).is_err());
     }
 }

@@ -1,7 +1,9 @@
 //! Static password mode (`password_env=VAR`): a fixed password read from the environment at
 //! start-up, for clusters without IAM and for local development.
 
-use super::{CredentialFuture, CredentialRequest, CredentialSource, DbCredentials, Secret};
+use super::{
+    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials, Secret,
+};
 
 /// Logs in as the resolved database user with one password from the environment.
 #[derive(Debug, Clone)]
@@ -34,8 +36,9 @@ impl StaticPassword {
 impl CredentialSource for StaticPassword {
     fn credentials<'a>(&'a self, request: &'a CredentialRequest) -> CredentialFuture<'a> {
         Box::pin(async move {
+            let user = request.db_user.clone().ok_or(CredentialError::NoUser)?;
             Ok(DbCredentials {
-                user: request.db_user.clone(),
+                user,
                 password: self.password.clone(),
                 expires_at: None,
             })

@@ -1,0 +1,416 @@
+//! The credential cache in front of an AWS source (design section 2, step 3; section 5).
+//!
+//! - A hit costs no AWS call.
+//! - A password is refreshed in the background once less than a fifth of its lifetime (at
+//!   most five minutes) remains, so a steady stream of clients never waits on AWS.
+//! - Concurrent misses for one key share one call (single flight): however many clients
+//!   arrive at once, AWS sees one request per key.
+//! - An answer that will not change soon (access denied, not found, no AWS credentials) is
+//!   remembered for a few seconds, so a crowd of clients does not hammer the API.
+//!
+//! Lifetimes come from the `Expiration` AWS returns, never from an assumed duration. Times
+//! are `tokio::time::Instant`s so the tests can move the clock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::{
+    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials,
+};
+
+/// When to refresh and how long to remember a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Refresh once less than `1 / refresh_fraction` of the lifetime remains.
+    pub refresh_fraction: u32,
+    /// … but never earlier than this before expiry.
+    pub max_refresh_margin: Duration,
+    /// A password with less than this left is not handed out: the login must finish first.
+    pub min_remaining: Duration,
+    /// How long a remembered failure is answered without calling AWS.
+    pub remember_failure: Duration,
+}
+
+impl Default for CachePolicy {
+    fn default() -> CachePolicy {
+        CachePolicy {
+            refresh_fraction: 5,
+            max_refresh_margin: Duration::from_secs(5 * 60),
+            min_remaining: Duration::from_secs(2),
+            remember_failure: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A caching, single-flight wrapper around any credential source.
+#[derive(Debug)]
+pub struct CachedSource {
+    inner: Arc<dyn CredentialSource>,
+    policy: CachePolicy,
+    entries: Mutex<HashMap<CredentialRequest, Arc<Entry>>>,
+    calls: Arc<AtomicU64>,
+}
+
+/// One key's state, plus the lock that makes its fetches single-flight.
+#[derive(Debug, Default)]
+struct Entry {
+    state: Mutex<EntryState>,
+    flight: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct EntryState {
+    value: Option<Cached>,
+    failure: Option<(CredentialError, Instant)>,
+    refreshing: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    credentials: DbCredentials,
+    fetched: Instant,
+    expires: Instant,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update is a single assignment, so the state is consistent even after a panic.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a look at the cache found.
+enum Lookup {
+    Hit(DbCredentials),
+    HitRefresh(DbCredentials),
+    Failure(CredentialError),
+    Miss,
+}
+
+impl CachedSource {
+    /// Caches `inner` with `policy`.
+    pub fn new(inner: Arc<dyn CredentialSource>, policy: CachePolicy) -> CachedSource {
+        CachedSource {
+            inner,
+            policy,
+            entries: Mutex::new(HashMap::new()),
+            calls: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Calls made to the inner source since start.
+    pub fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn entry(&self, request: &CredentialRequest) -> Arc<Entry> {
+        lock(&self.entries)
+            .entry(request.clone())
+            .or_default()
+            .clone()
+    }
+
+    fn look(&self, entry: &Entry, may_start_refresh: bool) -> Lookup {
+        let now = Instant::now();
+        let mut state = lock(&entry.state);
+        if let Some(cached) = &state.value {
+            let remaining = cached.expires.saturating_duration_since(now);
+            if remaining > self.policy.min_remaining {
+                let credentials = cached.credentials.clone();
+                let lifetime = cached.expires.saturating_duration_since(cached.fetched);
+                let margin = (lifetime / self.policy.refresh_fraction.max(1))
+                    .min(self.policy.max_refresh_margin);
+                if remaining < margin && may_start_refresh && !state.refreshing {
+                    state.refreshing = true;
+                    return Lookup::HitRefresh(credentials);
+                }
+                return Lookup::Hit(credentials);
+            }
+        }
+        if let Some((error, at)) = &state.failure
+            && now.saturating_duration_since(*at) < self.policy.remember_failure
+        {
+            return Lookup::Failure(error.clone());
+        }
+        Lookup::Miss
+    }
+
+    async fn get(&self, request: &CredentialRequest) -> Result<DbCredentials, CredentialError> {
+        let entry = self.entry(request);
+        match self.look(&entry, true) {
+            Lookup::Hit(credentials) => return Ok(credentials),
+            Lookup::HitRefresh(credentials) => {
+                self.spawn_refresh(entry, request.clone());
+                return Ok(credentials);
+            }
+            Lookup::Failure(error) => return Err(error),
+            Lookup::Miss => {}
+        }
+        let _flight = entry.flight.lock().await;
+        // Whoever held the flight before us may have filled the entry.
+        match self.look(&entry, false) {
+            Lookup::Hit(credentials) | Lookup::HitRefresh(credentials) => return Ok(credentials),
+            Lookup::Failure(error) => return Err(error),
+            Lookup::Miss => {}
+        }
+        fetch_and_store(&*self.inner, &self.calls, &entry, request).await
+    }
+
+    fn spawn_refresh(&self, entry: Arc<Entry>, request: CredentialRequest) {
+        let inner = self.inner.clone();
+        let calls = self.calls.clone();
+        tokio::spawn(async move {
+            let _flight = entry.flight.lock().await;
+            if let Err(e) = fetch_and_store(&*inner, &calls, &entry, &request).await {
+                tracing::warn!(api = inner.api(), error = %e, "background credential refresh failed; the current password is used until it expires");
+            }
+            lock(&entry.state).refreshing = false;
+        });
+    }
+}
+
+/// One call to the source, with its answer stored for the key.
+async fn fetch_and_store(
+    inner: &dyn CredentialSource,
+    calls: &AtomicU64,
+    entry: &Entry,
+    request: &CredentialRequest,
+) -> Result<DbCredentials, CredentialError> {
+    calls.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let result = inner.credentials(request).await;
+    let now = Instant::now();
+    let mut state = lock(&entry.state);
+    match &result {
+        Ok(credentials) => {
+            let remaining = credentials
+                .expires_at
+                .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default())
+                .unwrap_or(Duration::MAX / 4);
+            tracing::debug!(
+                api = inner.api(),
+                fetch_ms = (now - started).as_millis() as u64,
+                expires_in_s = remaining.as_secs(),
+                "credentials fetched"
+            );
+            state.value = Some(Cached {
+                credentials: credentials.clone(),
+                fetched: now,
+                expires: now + remaining,
+            });
+            state.failure = None;
+        }
+        Err(error) if error.is_remembered() => state.failure = Some((error.clone(), now)),
+        Err(_) => {}
+    }
+    result
+}
+
+impl CredentialSource for CachedSource {
+    fn credentials<'a>(&'a self, request: &'a CredentialRequest) -> CredentialFuture<'a> {
+        Box::pin(self.get(request))
+    }
+
+    fn api(&self) -> &'static str {
+        self.inner.api()
+    }
+
+    fn user_from_identity(&self) -> bool {
+        self.inner.user_from_identity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::Secret;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A source that counts calls, waits `delay`, and answers with a password numbered by
+    /// the call, valid for `lifetime`; or with `error` when set.
+    #[derive(Debug)]
+    struct Counting {
+        calls: AtomicUsize,
+        delay: Duration,
+        lifetime: Duration,
+        error: Mutex<Option<CredentialError>>,
+    }
+
+    impl Counting {
+        fn new(delay: Duration, lifetime: Duration) -> Arc<Counting> {
+            Arc::new(Counting {
+                calls: AtomicUsize::new(0),
+                delay,
+                lifetime,
+                error: Mutex::new(None),
+            })
+        }
+    }
+
+    impl CredentialSource for Counting {
+        fn credentials<'a>(&'a self, _request: &'a CredentialRequest) -> CredentialFuture<'a> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(self.delay).await;
+                if let Some(error) = lock(&self.error).clone() {
+                    return Err(error);
+                }
+                Ok(DbCredentials {
+                    user: "IAM:alice".to_owned(),
+                    password: Secret::new(format!("pw{n}")),
+                    // The paused clock does not move SystemTime, so expiry is relative to now.
+                    expires_at: Some(SystemTime::now() + self.lifetime),
+                })
+            })
+        }
+
+        fn api(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    fn request(user: &str) -> CredentialRequest {
+        CredentialRequest {
+            db_user: Some(user.to_owned()),
+            database: "dev".to_owned(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_misses_share_one_call_and_hits_cost_none() {
+        let source = Counting::new(Duration::from_millis(200), Duration::from_secs(900));
+        let cache = Arc::new(CachedSource::new(source.clone(), CachePolicy::default()));
+        let mut tasks = Vec::new();
+        for _ in 0..200 {
+            let cache = cache.clone();
+            tasks.push(tokio::spawn(async move {
+                cache.credentials(&request("alice")).await
+            }));
+        }
+        for task in tasks {
+            let credentials = task.await.expect("task").expect("credentials");
+            assert_eq!(credentials.password.expose(), "pw1");
+        }
+        assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+        cache.credentials(&request("alice")).await.expect("hit");
+        assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+        // Another key is another call.
+        cache.credentials(&request("bob")).await.expect("bob");
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(cache.api_calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_ahead_of_expiry_without_making_clients_wait() {
+        // 900 s lifetime: refresh once less than 180 s remain.
+        let source = Counting::new(Duration::from_secs(1), Duration::from_secs(900));
+        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        assert_eq!(
+            cache
+                .credentials(&request("a"))
+                .await
+                .unwrap()
+                .password
+                .expose(),
+            "pw1"
+        );
+        tokio::time::advance(Duration::from_secs(700)).await;
+        assert_eq!(
+            cache
+                .credentials(&request("a"))
+                .await
+                .unwrap()
+                .password
+                .expose(),
+            "pw1"
+        );
+        assert_eq!(
+            source.calls.load(Ordering::SeqCst),
+            1,
+            "not yet in the margin"
+        );
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let started = Instant::now();
+        // In the margin: the old password at once, a refresh in the background.
+        assert_eq!(
+            cache
+                .credentials(&request("a"))
+                .await
+                .unwrap()
+                .password
+                .expose(),
+            "pw1"
+        );
+        assert_eq!(Instant::now(), started, "the client did not wait");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            cache
+                .credentials(&request("a"))
+                .await
+                .unwrap()
+                .password
+                .expose(),
+            "pw2"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_margin_is_at_most_five_minutes() {
+        let source = Counting::new(Duration::ZERO, Duration::from_secs(3600));
+        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        cache.credentials(&request("a")).await.unwrap();
+        // A fifth of an hour is 12 minutes; the cap is 5: at 50 minutes no refresh yet.
+        tokio::time::advance(Duration::from_secs(50 * 60)).await;
+        cache.credentials(&request("a")).await.unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(6 * 60)).await;
+        cache.credentials(&request("a")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_passwords_are_fetched_again() {
+        let source = Counting::new(Duration::ZERO, Duration::from_secs(60));
+        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        cache.credentials(&request("a")).await.unwrap();
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(
+            cache
+                .credentials(&request("a"))
+                .await
+                .unwrap()
+                .password
+                .expose(),
+            "pw2"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn denials_are_remembered_briefly_and_transient_errors_not_at_all() {
+        let source = Counting::new(Duration::ZERO, Duration::from_secs(900));
+        *lock(&source.error) = Some(CredentialError::AccessDenied {
+            action: "redshift:GetClusterCredentials".into(),
+            resource: "arn".into(),
+            extra: String::new(),
+        });
+        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        for _ in 0..10 {
+            assert!(cache.credentials(&request("a")).await.is_err());
+        }
+        assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(cache.credentials(&request("a")).await.is_err());
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+
+        *lock(&source.error) = Some(CredentialError::AwsUnavailable("down".into()));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(cache.credentials(&request("b")).await.is_err());
+        assert!(cache.credentials(&request("b")).await.is_err());
+        assert_eq!(source.calls.load(Ordering::SeqCst), 4);
+    }
+}

@@ -1,0 +1,105 @@
+//! Serverless workgroups: `redshift-serverless:GetCredentials`. The database user is derived
+//! from the IAM identity (`IAMR:role` or `IAM:user`), so the request carries no user.
+
+use std::time::SystemTime;
+
+use super::aws::AwsClients;
+use super::aws_errors::{self, Call};
+use super::{
+    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials, Secret,
+};
+
+/// Credentials for one workgroup.
+#[derive(Debug, Clone)]
+pub struct ServerlessCredentials {
+    clients: AwsClients,
+    client: aws_sdk_redshiftserverless::Client,
+    workgroup: String,
+    region: String,
+    account: Option<String>,
+    duration_seconds: u32,
+    custom_domain: Option<String>,
+}
+
+impl ServerlessCredentials {
+    /// A source for `workgroup` in `region`, calling through `clients`.
+    pub fn new(
+        clients: &AwsClients,
+        workgroup: String,
+        region: String,
+        account: Option<String>,
+        duration_seconds: u32,
+        custom_domain: Option<String>,
+    ) -> ServerlessCredentials {
+        ServerlessCredentials {
+            client: clients.serverless(&region),
+            clients: clients.clone(),
+            workgroup,
+            region,
+            account,
+            duration_seconds,
+            custom_domain,
+        }
+    }
+
+    fn call(&self) -> Call {
+        Call {
+            action: "redshift-serverless:GetCredentials",
+            resource: format!(
+                "arn:aws:redshift-serverless:{}:{}:workgroup/* (the workgroup named {})",
+                self.region,
+                self.account.as_deref().unwrap_or("ACCOUNT_ID"),
+                self.workgroup
+            ),
+            extra: String::new(),
+            object: ("workgroup", self.workgroup.clone()),
+            region: self.region.clone(),
+        }
+    }
+
+    async fn fetch(&self, request: &CredentialRequest) -> Result<DbCredentials, CredentialError> {
+        let call = self.call();
+        let out = self
+            .client
+            .get_credentials()
+            .workgroup_name(&self.workgroup)
+            .db_name(&request.database)
+            .duration_seconds(i32::try_from(self.duration_seconds).unwrap_or(900))
+            .set_custom_domain_name(self.custom_domain.clone())
+            .send()
+            .await
+            .map_err(|e| aws_errors::classify(e, &call, &self.clients))?;
+        let incomplete = |what: &str| {
+            CredentialError::AwsUnavailable(format!(
+                "{} answered without {what}: try again, and report it if it persists",
+                call.action
+            ))
+        };
+        Ok(DbCredentials {
+            user: out
+                .db_user()
+                .ok_or_else(|| incomplete("dbUser"))?
+                .to_owned(),
+            password: Secret::new(out.db_password().ok_or_else(|| incomplete("dbPassword"))?),
+            expires_at: Some(
+                out.expiration()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .ok_or_else(|| incomplete("expiration"))?,
+            ),
+        })
+    }
+}
+
+impl CredentialSource for ServerlessCredentials {
+    fn credentials<'a>(&'a self, request: &'a CredentialRequest) -> CredentialFuture<'a> {
+        Box::pin(self.fetch(request))
+    }
+
+    fn api(&self) -> &'static str {
+        "GetCredentials"
+    }
+
+    fn user_from_identity(&self) -> bool {
+        true
+    }
+}

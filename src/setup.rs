@@ -1,0 +1,170 @@
+//! Turns a validated `ProxyConfig` into what the listeners serve: for each target, its
+//! credential source (static, or an AWS API behind the cache), its upstream endpoint (looked
+//! up in AWS for the JDBC short forms) and its TLS configuration. The binary and the
+//! end-to-end tests build the proxy through this one path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::cancel::CancelRegistry;
+use crate::config::{ListenTarget, ProxyConfig};
+use crate::credentials::{
+    AwsClients, CachePolicy, CachedSource, ClusterCredentials, ClusterOptions, CredentialError,
+    CredentialSource, ServerlessCredentials, StaticPassword, lookup_endpoint,
+};
+use crate::session::TargetContext;
+use crate::target::TargetKind;
+use crate::tls::{TlsConfigError, upstream_client_config};
+use crate::upstream::UpstreamEndpoint;
+
+/// A target that cannot be set up; the message names the target and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `password_env` names an unset variable.
+    #[error("target {target}: {source}")]
+    Password {
+        /// The target's label.
+        target: String,
+        /// Which variable.
+        source: crate::credentials::MissingPasswordEnv,
+    },
+    /// The TLS settings do not load (CA file unreadable, …).
+    #[error("target {target}: {source}")]
+    Tls {
+        /// The target's label.
+        target: String,
+        /// Why.
+        source: TlsConfigError,
+    },
+    /// A JDBC short form whose endpoint could not be looked up.
+    #[error("target {target}: cannot look up its endpoint: {source}")]
+    Lookup {
+        /// The target's label.
+        target: String,
+        /// Why.
+        source: CredentialError,
+    },
+    /// A target with neither a password nor an AWS name (refused by config validation, so
+    /// only reachable through the library API).
+    #[error(
+        "target {0}: no credential source: set password_env, or cluster=/workgroup= with region="
+    )]
+    NoSource(String),
+}
+
+/// The listeners' work, ready to bind.
+#[derive(Debug)]
+pub struct Assembled {
+    /// Each target's listen address and context, in order.
+    pub targets: Vec<(SocketAddr, Arc<TargetContext>)>,
+    /// The cancel registry every target shares.
+    pub cancel: Arc<CancelRegistry>,
+}
+
+/// Builds every target of `config`. AWS credentials are only loaded when some target needs
+/// them, so static-password setups never touch AWS.
+pub async fn assemble(config: &ProxyConfig) -> Result<Assembled, SetupError> {
+    let cancel = CancelRegistry::new();
+    let first_region = config
+        .targets
+        .iter()
+        .filter(|t| !t.target.is_static())
+        .find_map(|t| t.target.region.clone());
+    let aws = match config.targets.iter().any(|t| !t.target.is_static()) {
+        true => Some(
+            AwsClients::load(&config.aws, first_region.as_deref(), config.connect_timeout).await,
+        ),
+        false => None,
+    };
+    let mut targets = Vec::with_capacity(config.targets.len());
+    for listen in &config.targets {
+        let ctx = target_context(config, listen, aws.as_ref(), &cancel).await?;
+        targets.push((listen.listen, Arc::new(ctx)));
+    }
+    Ok(Assembled { targets, cancel })
+}
+
+async fn target_context(
+    config: &ProxyConfig,
+    listen: &ListenTarget,
+    aws: Option<&AwsClients>,
+    cancel: &Arc<CancelRegistry>,
+) -> Result<TargetContext, SetupError> {
+    let target = &listen.target;
+    let label = || target.label().to_owned();
+    let credentials = credential_source(listen, aws)?;
+    let (host, port) = match (target.lookup_endpoint, aws) {
+        (true, Some(aws)) => {
+            lookup_endpoint(aws, target)
+                .await
+                .map_err(|source| SetupError::Lookup {
+                    target: label(),
+                    source,
+                })?
+        }
+        _ => (target.host.clone(), target.upstream_port),
+    };
+    let tls = upstream_client_config(listen.sslmode, &config.trust).map_err(|source| {
+        SetupError::Tls {
+            target: label(),
+            source,
+        }
+    })?;
+    Ok(TargetContext {
+        target: target.clone(),
+        endpoint: Arc::new(UpstreamEndpoint {
+            host,
+            port,
+            sslmode: listen.sslmode,
+            tls,
+            connect_timeout: config.connect_timeout,
+        }),
+        credentials,
+        cancel: cancel.clone(),
+        startup_timeout: config.startup_timeout,
+    })
+}
+
+/// The static source for `password_env` targets; otherwise the target's AWS API behind the
+/// cache.
+fn credential_source(
+    listen: &ListenTarget,
+    aws: Option<&AwsClients>,
+) -> Result<Arc<dyn CredentialSource>, SetupError> {
+    let target = &listen.target;
+    if let Some(var) = &target.password_env {
+        let source = StaticPassword::from_env(var).map_err(|source| SetupError::Password {
+            target: target.label().to_owned(),
+            source,
+        })?;
+        return Ok(Arc::new(source));
+    }
+    let no_source = || SetupError::NoSource(target.label().to_owned());
+    let aws = aws.ok_or_else(no_source)?;
+    let region = aws.region_for(target).ok_or_else(no_source)?;
+    let inner: Arc<dyn CredentialSource> = match &target.kind {
+        TargetKind::Provisioned { cluster } => Arc::new(ClusterCredentials::new(
+            aws,
+            ClusterOptions {
+                cluster: cluster.clone(),
+                region,
+                account: target.account.clone(),
+                db_groups: target.db_groups.clone(),
+                auto_create: target.auto_create,
+                with_iam: target.iam_identity,
+                duration_seconds: target.duration_seconds,
+                custom_domain: target.custom_domain.clone(),
+            },
+        )),
+        TargetKind::Serverless { workgroup } => Arc::new(ServerlessCredentials::new(
+            aws,
+            workgroup.clone(),
+            region,
+            target.account.clone(),
+            target.duration_seconds,
+            target.custom_domain.clone(),
+        )),
+        TargetKind::Unknown => return Err(no_source()),
+    };
+    Ok(Arc::new(CachedSource::new(inner, CachePolicy::default())))
+}
