@@ -250,7 +250,7 @@ where
 
     let mut hello = BytesMut::with_capacity(greeting.forward.len() + 64);
     if params.minor_version > 0 || !dropped.is_empty() {
-        messages::negotiate_protocol_version(0, &dropped, &mut hello);
+        messages::negotiate_protocol_version(startup::PROTOCOL_3_0, &dropped, &mut hello);
     }
     hello.extend_from_slice(&greeting.forward);
     if let Err(e) = client.write_all(&hello).await {

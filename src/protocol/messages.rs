@@ -10,13 +10,16 @@ pub const AUTHENTICATION_OK: [u8; 9] = [b'R', 0, 0, 0, 8, 0, 0, 0, 0];
 /// plain text with its StartupMessage.
 pub const REFUSE_ENCRYPTION: u8 = b'N';
 
-/// Appends NegotiateProtocolVersion (`'v'`): the newest minor version the proxy speaks and
-/// the `_pq_.*` options it did not honour, as a 3.0 server answers a newer client.
-pub fn negotiate_protocol_version(newest_minor: u32, unrecognized: &[&str], out: &mut BytesMut) {
+/// Appends NegotiateProtocolVersion (`'v'`): the newest protocol version the proxy speaks and
+/// the `_pq_.*` options it did not honour, as a 3.0 server answers a newer client. The field
+/// holds the whole version number (196608 for 3.0), as PostgreSQL's
+/// `SendNegotiateProtocolVersion` writes it and libpq reads it, although the protocol
+/// documentation calls it the "newest minor protocol version".
+pub fn negotiate_protocol_version(newest_version: u32, unrecognized: &[&str], out: &mut BytesMut) {
     let start = out.len();
     out.put_u8(b'v');
     out.put_u32(0);
-    out.put_u32(newest_minor);
+    out.put_u32(newest_version);
     out.put_u32(unrecognized.len() as u32);
     for name in unrecognized {
         out.extend_from_slice(name.as_bytes());
@@ -60,9 +63,9 @@ mod tests {
     #[test]
     fn negotiate_layout() {
         let mut out = BytesMut::new();
-        negotiate_protocol_version(0, &["_pq_.compression"], &mut out);
+        negotiate_protocol_version(196_608, &["_pq_.compression"], &mut out);
         assert_eq!(out[0], b'v');
-        assert_eq!(&out[5..13], &[0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(&out[5..13], &[0, 3, 0, 0, 0, 0, 0, 1]);
         assert_eq!(&out[13..], b"_pq_.compression\0");
     }
 }
