@@ -363,9 +363,16 @@ impl Target {
             });
         }
         if let TargetKind::Serverless { .. } = self.kind {
-            if !SERVERLESS_PORTS
-                .iter()
-                .any(|ports| ports.contains(&self.upstream_port))
+            // Only AWS's own endpoint names are bound to the serverless port ranges; a custom
+            // domain, tunnel or load balancer in front may listen anywhere.
+            let aws_name = self
+                .host
+                .to_ascii_lowercase()
+                .contains(".redshift-serverless");
+            if aws_name
+                && !SERVERLESS_PORTS
+                    .iter()
+                    .any(|ports| ports.contains(&self.upstream_port))
             {
                 return Err(TargetError::ServerlessPort {
                     port: self.upstream_port,

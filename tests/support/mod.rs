@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod fake_aws;
 pub mod pg;
 pub mod proxy;
+pub mod proxy_process;
 pub mod scripted;

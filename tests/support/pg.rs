@@ -177,7 +177,7 @@ impl PgServer {
             "\nlisten_addresses = '127.0.0.1,127.0.0.2'\n\
              port = {port}\n\
              unix_socket_directories = '{dir}'\n\
-             max_connections = 200\n\
+             max_connections = 500\n\
              fsync = off\n\
              synchronous_commit = off\n\
              full_page_writes = off\n\
@@ -227,6 +227,32 @@ impl PgServer {
         assert!(
             output.status.success(),
             "creating roles failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Runs SQL statements as the superuser (each in its own transaction), e.g. to create
+    /// the role an AWS fake hands out.
+    pub fn sql(&self, statements: &[&str]) {
+        let mut command = Command::new(self.psql_bin());
+        command
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                "postgres",
+            ]);
+        for statement in statements {
+            command.args(["-c", statement]);
+        }
+        let output = command.output().expect("psql runs");
+        assert!(
+            output.status.success(),
+            "{statements:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }

@@ -1,0 +1,164 @@
+//! The real `redshift-auth-proxy` binary as a child process, with a clean environment: no
+//! AWS profile, files or instance metadata of the machine running the tests can leak in, and
+//! the AWS variables a test wants are set on the child only.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The AWS secret key the tests hand the proxy; it must never appear in its output.
+pub const TEST_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-test-secret-key-EXAMPLEKEY";
+/// The matching access key id.
+pub const TEST_ACCESS_KEY_ID: &str = "AKIDTESTPROXY";
+
+/// How to start the binary.
+pub struct ProxyCommand {
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    home: tempfile::TempDir,
+}
+
+impl ProxyCommand {
+    /// The binary with `args`, static test AWS keys, no metadata service, an empty HOME.
+    pub fn new(args: &[&str]) -> ProxyCommand {
+        let home = tempfile::tempdir().expect("home dir");
+        let mut env = BTreeMap::new();
+        env.insert(
+            "AWS_ACCESS_KEY_ID".to_owned(),
+            TEST_ACCESS_KEY_ID.to_owned(),
+        );
+        env.insert(
+            "AWS_SECRET_ACCESS_KEY".to_owned(),
+            TEST_SECRET_ACCESS_KEY.to_owned(),
+        );
+        env.insert("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned());
+        ProxyCommand {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env,
+            home,
+        }
+    }
+
+    /// Sets (or with `None` removes) a variable for the child.
+    pub fn env(mut self, name: &str, value: Option<&str>) -> ProxyCommand {
+        match value {
+            Some(value) => self.env.insert(name.to_owned(), value.to_owned()),
+            None => self.env.remove(name),
+        };
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_redshift-auth-proxy"));
+        command
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("USER", "tester")
+            .envs(&self.env)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs to completion (for `--check`): exit status, stdout, stderr.
+    pub fn output(&self) -> (ExitStatus, String, String) {
+        let output = self.command().output().expect("proxy runs");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Starts serving and waits until `port` accepts connections.
+    pub fn spawn(self, port: u16) -> ProxyProcess {
+        let log = self.home.path().join("proxy.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("proxy starts");
+        let mut process = ProxyProcess {
+            child,
+            log,
+            port,
+            _home: self.home,
+        };
+        process.wait_listening();
+        process
+    }
+}
+
+/// A running proxy; killed (SIGTERM, then SIGKILL) when dropped.
+pub struct ProxyProcess {
+    child: Child,
+    log: PathBuf,
+    /// The first listen port.
+    pub port: u16,
+    _home: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("proxy exited with {status}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "proxy did not listen on {} within 30 s: {}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// Everything the proxy logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A libpq connection string for the proxy (no password: the proxy supplies it).
+    pub fn conninfo(&self, user: &str, dbname: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} dbname={dbname} user={user} sslmode=disable connect_timeout=30",
+            self.port
+        )
+    }
+
+    /// Stops the proxy with SIGTERM and waits for it; returns the whole log.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        self.log()
+    }
+
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
