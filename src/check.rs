@@ -88,7 +88,9 @@ async fn run_check(
     os_user: Option<&str>,
     report: &mut CheckReport,
 ) -> Result<(), String> {
-    let request = credential_request(ctx, os_user, None).map_err(|e| e.to_string())?;
+    // An IAM-derived user needs no client name; otherwise the OS user stands in for one.
+    let client_user = os_user.filter(|_| !ctx.credentials.user_from_identity());
+    let request = credential_request(ctx, client_user, None).map_err(|e| e.to_string())?;
     let credentials = ctx
         .credentials
         .credentials(&request)

@@ -354,16 +354,24 @@ impl ProxyConfig {
         let mut targets = Vec::new();
         for spec in &settings.targets {
             let index = targets.len() + 1;
-            let target = Target::parse(spec).map_err(|source| ConfigError::Target {
-                index,
-                spec: spec.clone(),
-                source,
-            })?;
+            // --aws-region overrides the region an endpoint name carries (and supplies one
+            // for names that carry none).
+            let region = settings.aws_region.as_deref().map(|r| ("region", r));
+            let target =
+                Target::parse_with_options(spec, region).map_err(|source| ConfigError::Target {
+                    index,
+                    spec: spec.clone(),
+                    source,
+                })?;
             targets.push(target);
         }
         for table in &settings.target {
             let index = targets.len() + 1;
-            targets.push(target_from_table(index, table)?);
+            targets.push(target_from_table(
+                index,
+                table,
+                settings.aws_region.as_deref(),
+            )?);
         }
         if targets.is_empty() {
             return Err(ConfigError::NoTargets);
@@ -417,7 +425,11 @@ impl ProxyConfig {
 
 /// Turns a `[[target]]` table into a target: `endpoint` is parsed like a positional target
 /// and every other key is applied as that target's option.
-fn target_from_table(index: usize, table: &BTreeMap<String, Value>) -> Result<Target, ConfigError> {
+fn target_from_table(
+    index: usize,
+    table: &BTreeMap<String, Value>,
+    aws_region: Option<&str>,
+) -> Result<Target, ConfigError> {
     let endpoint = table
         .get("endpoint")
         .and_then(Value::as_str)
@@ -429,6 +441,9 @@ fn target_from_table(index: usize, table: &BTreeMap<String, Value>) -> Result<Ta
             key: key.clone(),
         })?;
         options.push((key.as_str(), text));
+    }
+    if let Some(region) = aws_region {
+        options.push(("region", region.to_owned()));
     }
     Target::parse_with_options(
         endpoint,
@@ -582,6 +597,26 @@ mod tests {
             let config = ProxyConfig::load(&cli(&["--config", "proxy.toml", "--port", "6200"]))
                 .expect("flags");
             assert_eq!(config.targets[0].listen.port(), 6200);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn aws_region_supplies_and_overrides_target_regions() {
+        Jail::expect_with(|_| {
+            let config = ProxyConfig::load(&cli(&[
+                "db.example.com/dev?cluster=c1",
+                "examplecluster.abc123xyz789.us-west-2.redshift.amazonaws.com",
+                "--aws-region",
+                "eu-west-1",
+            ]))
+            .expect("loads");
+            for listen in &config.targets {
+                assert_eq!(listen.target.region.as_deref(), Some("eu-west-1"));
+            }
+            assert_eq!(config.aws.region.as_deref(), Some("eu-west-1"));
+            let err = ProxyConfig::load(&cli(&["db.example.com/dev?cluster=c1"])).unwrap_err();
+            assert!(err.to_string().contains("region"), "{err}");
             Ok(())
         });
     }
