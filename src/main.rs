@@ -70,7 +70,9 @@ async fn run(config: ProxyConfig, check: bool) -> anyhow::Result<bool> {
 
 /// `--check`: one line per target on stdout; true when every target works.
 async fn run_checks(assembled: &Assembled) -> bool {
-    let os_user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok();
+    let os_user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok();
     let mut all_ok = true;
     for (_, ctx) in &assembled.targets {
         let report = check_target(ctx, os_user.as_deref()).await;

@@ -236,6 +236,10 @@ where
             message,
         }) => {
             tracing::info!(target_name = target, client = %peer, db_user = %credentials.user, sqlstate = %sqlstate, message = %message, "server refused the login");
+            // 28P01 invalid_password / 28000 invalid_authorization: this password is no good.
+            if sqlstate.starts_with("28") {
+                ctx.credentials.invalidate(&request);
+            }
             forward_and_close(&mut client, &forward).await;
             return Outcome::LoginRefused;
         }

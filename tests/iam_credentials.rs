@@ -339,3 +339,26 @@ async fn check_logs_in_and_reports_one_line_per_target() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_the_server_refuses_is_fetched_anew() {
+    let server = PgServer::shared();
+    let fake = FakeAws::start().await;
+    fake.set_password_for("rotated", "pw-old");
+    create_role(server, "IAM:rotated", "pw-old");
+    let proxy = start_proxy(server, &fake, "cluster=c1&db_user=rotated");
+    drop(connect(&proxy, "x").await.expect("first login"));
+
+    // The user is re-created behind the proxy's back: the cached password is now wrong.
+    fake.set_password_for("rotated", "pw-new");
+    create_role(server, "IAM:rotated", "pw-new");
+    let (code, _) = db_error(
+        connect(&proxy, "x")
+            .await
+            .expect_err("cached password refused"),
+    );
+    assert_eq!(code, "28P01", "the server's own refusal");
+    let client = connect(&proxy, "x").await.expect("fresh password fetched");
+    assert_eq!(current_user(&client).await, "IAM:rotated");
+    assert_eq!(fake.requests().len(), 2);
+}

@@ -220,6 +220,12 @@ impl CredentialSource for CachedSource {
     fn user_from_identity(&self) -> bool {
         self.inner.user_from_identity()
     }
+
+    fn invalidate(&self, request: &CredentialRequest) {
+        if let Some(entry) = lock(&self.entries).get(request) {
+            lock(&entry.state).value = None;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +377,40 @@ mod tests {
         cache.credentials(&request("a")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_password_is_forgotten() {
+        let source = Counting::new(Duration::ZERO, Duration::from_secs(900));
+        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        assert_eq!(
+            cache
+                .credentials(&request("a"))
+                .await
+                .unwrap()
+                .password
+                .expose(),
+            "pw1"
+        );
+        cache.invalidate(&request("a"));
+        assert_eq!(
+            cache
+                .credentials(&request("a"))
+                .await
+                .unwrap()
+                .password
+                .expose(),
+            "pw2"
+        );
+        assert_eq!(
+            cache
+                .credentials(&request("a"))
+                .await
+                .unwrap()
+                .password
+                .expose(),
+            "pw2"
+        );
     }
 
     #[tokio::test(start_paused = true)]

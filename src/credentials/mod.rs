@@ -193,6 +193,11 @@ pub trait CredentialSource: Send + Sync + std::fmt::Debug {
     fn user_from_identity(&self) -> bool {
         false
     }
+
+    /// Forgets a password the server refused (the user was dropped and re-created, the
+    /// cluster restored, …), so the next client fetches a fresh one instead of meeting the
+    /// same refusal until the old password expires. Sources without a cache ignore it.
+    fn invalidate(&self, _request: &CredentialRequest) {}
 }
 
 /// Decides the database user as design section 2 says: the target's fixed `db_user` when
