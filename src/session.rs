@@ -257,13 +257,14 @@ where
         messages::negotiate_protocol_version(startup::PROTOCOL_3_0, &dropped, &mut hello);
     }
     hello.extend_from_slice(&greeting.forward);
+    // Registered before the client sees BackendKeyData, so a cancel sent right away finds it.
+    let _registration = greeting
+        .backend_key
+        .map(|key| ctx.cancel.register(key, ctx.endpoint.clone()));
     if let Err(e) = client.write_all(&hello).await {
         tracing::debug!(target_name = target, client = %peer, error = %e, "client left before the greeting");
         return Outcome::RelayError;
     }
-    let _registration = greeting
-        .backend_key
-        .map(|key| ctx.cancel.register(key, ctx.endpoint.clone()));
     let setup = started.elapsed();
     tracing::info!(
         target_name = target,

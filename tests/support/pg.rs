@@ -200,35 +200,15 @@ impl PgServer {
     }
 
     fn create_roles(&self) {
-        let statements = [
-            format!("create role {SCRAM_USER} login password '{SCRAM_PASSWORD}'"),
-            format!("create role {PLAIN_USER} login password '{PLAIN_PASSWORD}'"),
-            format!(
-                "set password_encryption = 'md5'; create role {MD5_USER} login password '{MD5_PASSWORD}'"
-            ),
-            format!("create database dev owner {SCRAM_USER}"),
-        ];
-        let mut command = Command::new(self.psql_bin());
-        command
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.dir)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                SUPERUSER,
-                "-d",
-                "postgres",
-            ]);
-        for statement in &statements {
-            command.args(["-c", statement]);
-        }
-        let output = command.output().expect("psql runs");
-        assert!(
-            output.status.success(),
-            "creating roles failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let md5_role = format!(
+            "set password_encryption = 'md5'; create role {MD5_USER} login password '{MD5_PASSWORD}'"
         );
+        self.sql(&[
+            &format!("create role {SCRAM_USER} login password '{SCRAM_PASSWORD}'"),
+            &format!("create role {PLAIN_USER} login password '{PLAIN_PASSWORD}'"),
+            &md5_role,
+            &format!("create database dev owner {SCRAM_USER}"),
+        ]);
     }
 
     /// Runs SQL statements as the superuser (each in its own transaction), e.g. to create
