@@ -15,6 +15,7 @@ use figment::value::Value;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::credentials::AwsSettings;
+use crate::shutdown::ShutdownDelays;
 use crate::target::{Target, TargetError};
 use crate::tls::{SslMode, UpstreamRoots, UpstreamTrust};
 
@@ -156,6 +157,42 @@ pub struct Cli {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aws_endpoint_url: Option<String>,
 
+    /// Address of the HTTP endpoint for /metrics and the health probes, or "off".
+    /// Example: --http-address 0.0.0.0:9539 (default 127.0.0.1:9539).
+    #[arg(long, value_name = "ADDR|off")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_address: Option<String>,
+
+    /// Accept POST /quitquitquit on the HTTP endpoint to start the same graceful stop as
+    /// SIGTERM (for Kubernetes Jobs whose main container has finished). Example: --quitquitquit.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quitquitquit: bool,
+
+    /// After SIGTERM/SIGINT, keep accepting new connections this long (readiness is already
+    /// failing). Example: --min-sigterm-delay 5s (default 0s).
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_sigterm_delay: Option<String>,
+
+    /// Then let open sessions finish for at most this long before ending them with 57P01.
+    /// Example: --max-sigterm-delay 30s (default 0s).
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sigterm_delay: Option<String>,
+
+    /// Most client sessions per target; the next client gets 53300. Example:
+    /// --max-connections 100 (default unlimited).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+
+    /// End a session that waits on its client this long (FATAL 57P05). Example:
+    /// --idle-timeout 30m (default off).
+    #[arg(long, value_name = "DURATION|off")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+
     /// Test every target and exit: fetch credentials, connect, log in, run `select 1`, print
     /// one line per target; exit status 0 when all work, 1 otherwise. Example: --check.
     #[arg(long)]
@@ -195,6 +232,15 @@ struct Settings {
     role_external_id: Option<String>,
     role_session_name: Option<String>,
     aws_endpoint_url: Option<String>,
+    http_address: String,
+    quitquitquit: bool,
+    #[serde(deserialize_with = "duration_setting")]
+    min_sigterm_delay: String,
+    #[serde(deserialize_with = "duration_setting")]
+    max_sigterm_delay: String,
+    max_connections: Option<usize>,
+    #[serde(deserialize_with = "duration_setting")]
+    idle_timeout: String,
     /// Positional targets from the command line.
     targets: Vec<String>,
     /// `[[target]]` tables from the config file.
@@ -219,6 +265,12 @@ impl Default for Settings {
             role_external_id: None,
             role_session_name: None,
             aws_endpoint_url: None,
+            http_address: "127.0.0.1:9539".to_owned(),
+            quitquitquit: false,
+            min_sigterm_delay: "0s".to_owned(),
+            max_sigterm_delay: "0s".to_owned(),
+            max_connections: None,
+            idle_timeout: "off".to_owned(),
             targets: Vec::new(),
             target: Vec::new(),
         }
@@ -253,6 +305,16 @@ pub struct ProxyConfig {
     pub log_format: LogFormat,
     /// How to reach AWS for the IAM targets.
     pub aws: AwsSettings,
+    /// The HTTP endpoint's address; `None` when off.
+    pub http_address: Option<SocketAddr>,
+    /// Whether POST /quitquitquit stops the proxy.
+    pub quitquitquit: bool,
+    /// The stop sequence's delays.
+    pub shutdown: ShutdownDelays,
+    /// Most sessions per target.
+    pub max_connections: Option<usize>,
+    /// End sessions idle this long.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// A configuration that cannot be used; each message names the setting and what to write.
@@ -304,6 +366,14 @@ pub enum ConfigError {
     /// A port past 65535 after counting up.
     #[error("target #{0} would listen past port 65535: lower --port or give it a port= option")]
     PortOverflow(usize),
+    /// An HTTP address that is neither `off` nor IP:PORT.
+    #[error(
+        "http_address = \"{0}\" is not an address: write IP:PORT such as 127.0.0.1:9539, or off"
+    )]
+    HttpAddress(String),
+    /// `--max-connections 0` would refuse everyone.
+    #[error("max_connections = 0 would refuse every client: leave it out for no limit")]
+    ZeroMaxConnections,
     /// A duration that does not parse.
     #[error("{setting} = \"{value}\" is not a duration: write e.g. 10s, 500ms or 2m")]
     Duration {
@@ -350,6 +420,32 @@ impl ProxyConfig {
                 setting: "startup_timeout",
                 value: settings.startup_timeout.clone(),
             })?;
+
+        let duration = |setting: &'static str, value: &str| {
+            parse_duration(value).ok_or_else(|| ConfigError::Duration {
+                setting,
+                value: value.to_owned(),
+            })
+        };
+        let off = |value: &str| matches!(value.trim(), "off" | "0" | "0s" | "");
+        let http_address = match settings.http_address.trim() {
+            "off" => None,
+            text => Some(
+                text.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::HttpAddress(text.to_owned()))?,
+            ),
+        };
+        let shutdown = ShutdownDelays {
+            min: duration("min_sigterm_delay", &settings.min_sigterm_delay)?,
+            max: duration("max_sigterm_delay", &settings.max_sigterm_delay)?,
+        };
+        let idle_timeout = match off(&settings.idle_timeout) {
+            true => None,
+            false => Some(duration("idle_timeout", &settings.idle_timeout)?),
+        };
+        if settings.max_connections == Some(0) {
+            return Err(ConfigError::ZeroMaxConnections);
+        }
 
         let mut targets = Vec::new();
         for spec in &settings.targets {
@@ -419,6 +515,11 @@ impl ProxyConfig {
                 role_session_name: settings.role_session_name,
                 endpoint_url: settings.aws_endpoint_url,
             },
+            http_address,
+            quitquitquit: settings.quitquitquit,
+            shutdown,
+            max_connections: settings.max_connections,
+            idle_timeout,
         })
     }
 }

@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use redshift_auth_proxy::check::check_target;
 use redshift_auth_proxy::config::{Cli, LogFormat, ProxyConfig};
-use redshift_auth_proxy::server::Server;
+use redshift_auth_proxy::health::Health;
+use redshift_auth_proxy::http::{self, HttpState};
+use redshift_auth_proxy::metrics::Metrics;
+use redshift_auth_proxy::server::{Server, StopTokens};
 use redshift_auth_proxy::setup::{Assembled, assemble};
+use redshift_auth_proxy::shutdown;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -56,15 +60,35 @@ fn init_logging(config: &ProxyConfig) {
 }
 
 async fn run(config: ProxyConfig, check: bool) -> anyhow::Result<bool> {
-    let assembled = assemble(&config).await?;
+    let metrics = Metrics::new();
+    let assembled = assemble(&config, &metrics).await?;
     if check {
         return Ok(run_checks(&assembled).await);
     }
-    let server = Server::bind(assembled.targets).await?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    server.run(shutdown).await;
-    tracing::info!("stopped");
+    let health = Health::new();
+    let requested = CancellationToken::new();
+    let http_stop = CancellationToken::new();
+    if let Some(address) = config.http_address {
+        let listener = http::bind(address).await?;
+        let state = HttpState {
+            metrics: metrics.clone(),
+            health: health.clone(),
+            quit: config.quitquitquit.then(|| requested.clone()),
+        };
+        tokio::spawn(http::serve(listener, state, http_stop.clone()));
+    }
+    let server = Server::bind(assembled.targets, config.max_connections).await?;
+    let stop = StopTokens::default();
+    tokio::spawn(shutdown::watch_signals(requested.clone()));
+    tokio::spawn(shutdown::drive(
+        requested,
+        config.shutdown,
+        health.clone(),
+        stop.clone(),
+    ));
+    let cut = server.run(health, stop).await;
+    http_stop.cancel();
+    tracing::info!(sessions_cut = cut, "stopped");
     Ok(true)
 }
 
@@ -80,22 +104,4 @@ async fn run_checks(assembled: &Assembled) -> bool {
         println!("{}", report.line());
     }
     all_ok
-}
-
-/// Ends the proxy on SIGINT or SIGTERM.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }

@@ -44,6 +44,11 @@ pub struct RelayStats {
     pub server_to_client: DirectionStats,
     /// The client said Terminate (`'X'`) before closing: a clean, intended end.
     pub client_terminated: bool,
+    /// Why the relay stopped.
+    pub end: RelayEnd,
+    /// The stream toward the client ends on a message boundary with nothing buffered, so a
+    /// proxy ErrorResponse can still be appended cleanly (for shutdown and idle ends).
+    pub client_at_boundary: bool,
 }
 
 /// Why a relay ended other than by both sides closing.
@@ -67,12 +72,52 @@ enum Direction {
     ServerToClient,
 }
 
+/// The Prometheus counters one direction adds to as it goes, so a long COPY shows up while
+/// it runs rather than when the session ends.
+#[derive(Debug, Clone, Default)]
+pub struct LiveCounters {
+    /// Bytes relayed.
+    pub bytes: prometheus_client::metrics::counter::Counter,
+    /// Messages relayed.
+    pub messages: prometheus_client::metrics::counter::Counter,
+    /// Queries (client to server only).
+    pub queries: prometheus_client::metrics::counter::Counter,
+}
+
+/// What the relay is told from outside: where to count, when to stop.
+#[derive(Debug, Clone, Default)]
+pub struct RelayControl {
+    /// Counters for client to server.
+    pub up: LiveCounters,
+    /// Counters for server to client.
+    pub down: LiveCounters,
+    /// Fires when the proxy shuts down and open sessions must end.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// End the session after this long without a byte either way (`--idle-timeout`).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Why the relay stopped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// Both sides closed (or the server closed).
+    #[default]
+    Closed,
+    /// The proxy is shutting down.
+    Shutdown,
+    /// Nothing moved for `--idle-timeout`.
+    Idle,
+}
+
 /// Follows one direction's message headers and counts what they are.
 struct Counter {
     direction: Direction,
     walker: FrameWalker,
     stats: DirectionStats,
     terminated: bool,
+    live: LiveCounters,
+    /// A ReadyForQuery (`'Z'`) header went by since the relay last looked.
+    saw_ready: bool,
 }
 
 impl Counter {
@@ -83,17 +128,27 @@ impl Counter {
             walker,
             stats,
             terminated,
+            live,
+            saw_ready,
         } = self;
+        let (messages_before, queries_before) = (stats.messages, stats.queries);
         stats.bytes += chunk.len() as u64;
-        walker.walk(chunk, |header: FrameHeader| {
+        let walked = walker.walk(chunk, |header: FrameHeader| {
             stats.messages += 1;
             match (*direction, header.tag) {
                 (Direction::ClientToServer, b'Q' | b'E') => stats.queries += 1,
                 (Direction::ClientToServer, b'X') => *terminated = true,
                 (Direction::ServerToClient, b'E') => stats.errors += 1,
+                (Direction::ServerToClient, b'Z') => *saw_ready = true,
                 _ => {}
             }
-        })
+        });
+        live.bytes.inc_by(chunk.len() as u64);
+        live.messages.inc_by(stats.messages - messages_before);
+        if stats.queries > queries_before {
+            live.queries.inc_by(stats.queries - queries_before);
+        }
+        walked
     }
 }
 
@@ -106,6 +161,8 @@ struct Half {
     read_done: bool,
     unflushed: bool,
     done: bool,
+    /// Set whenever bytes move; the idle timer reads and clears it.
+    active: bool,
 }
 
 enum HalfError {
@@ -115,7 +172,7 @@ enum HalfError {
 }
 
 impl Half {
-    fn new(direction: Direction) -> Half {
+    fn new(direction: Direction, live: LiveCounters) -> Half {
         Half {
             buf: vec![0u8; RELAY_BUFFER_SIZE].into_boxed_slice(),
             start: 0,
@@ -125,15 +182,23 @@ impl Half {
                 walker: FrameWalker::new(),
                 stats: DirectionStats::default(),
                 terminated: false,
+                live,
+                saw_ready: false,
             },
             read_done: false,
             unflushed: false,
             done: false,
+            active: false,
         }
     }
 
     /// Moves bytes from `reader` to `writer` until the reader is exhausted and the writer
     /// shut down (Ready), or nothing can move right now (Pending).
+    /// Nothing buffered and the walker between messages.
+    fn at_boundary(&self) -> bool {
+        self.start == self.end && self.counter.walker.at_boundary()
+    }
+
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -160,6 +225,7 @@ impl Half {
                 }
                 self.start += n;
                 self.unflushed = true;
+                self.active = true;
             }
             if self.read_done {
                 ready!(writer.as_mut().poll_flush(cx)).map_err(HalfError::Write)?;
@@ -207,18 +273,20 @@ fn is_unclean_eof(e: &io::Error) -> bool {
 /// Relays between `client` and `server` until the session ends, then returns what it
 /// counted. `pending_to_client` holds server bytes already read during login (normally
 /// empty) and is sent first. The session ends when the server closes, when the client closes
-/// and the server follows (or `SERVER_CLOSE_GRACE` passes), or on the first error.
+/// and the server follows (or `SERVER_CLOSE_GRACE` passes), on the first error, when
+/// `control.shutdown` fires, or after `control.idle_timeout` without traffic.
 pub async fn relay<C, S>(
     client: &mut C,
     server: &mut S,
     pending_to_client: &[u8],
+    control: &RelayControl,
 ) -> Result<RelayStats, RelayError>
 where
     C: AsyncRead + AsyncWrite + Unpin + ?Sized,
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    let mut up = Half::new(Direction::ClientToServer);
-    let mut down = Half::new(Direction::ServerToClient);
+    let mut up = Half::new(Direction::ClientToServer, control.up.clone());
+    let mut down = Half::new(Direction::ServerToClient, control.down.clone());
     if !pending_to_client.is_empty() {
         tokio::io::AsyncWriteExt::write_all(client, pending_to_client)
             .await
@@ -228,6 +296,16 @@ where
             .map_err(RelayError::Corrupt)?;
     }
     let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut idle = control
+        .idle_timeout
+        .map(|limit| (limit, Box::pin(tokio::time::sleep(limit))));
+    let shutdown = control.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    // The server owes an answer: the client spoke after the last ReadyForQuery. Only a
+    // session waiting on its client is idle (as PostgreSQL's idle_session_timeout), never one
+    // whose long query is still running.
+    let mut server_owes_answer = false;
+    let mut up_bytes_seen = 0u64;
 
     let outcome = poll_fn(|cx| {
         let up_result = up.poll_copy(cx, Pin::new(&mut *client), Pin::new(&mut *server));
@@ -235,7 +313,7 @@ where
             return Poll::Ready(Err(into_relay_error_up(e)));
         }
         match down.poll_copy(cx, Pin::new(&mut *server), Pin::new(&mut *client)) {
-            Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => return Poll::Ready(Ok(RelayEnd::Closed)),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(into_relay_error_down(e))),
             Poll::Pending => {}
         }
@@ -243,17 +321,41 @@ where
             let sleep =
                 grace.get_or_insert_with(|| Box::pin(tokio::time::sleep(SERVER_CLOSE_GRACE)));
             if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(RelayEnd::Closed));
+            }
+        }
+        if shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(RelayEnd::Shutdown));
+        }
+        if up.counter.stats.bytes != up_bytes_seen {
+            up_bytes_seen = up.counter.stats.bytes;
+            server_owes_answer = true;
+        }
+        if std::mem::take(&mut down.counter.saw_ready) {
+            server_owes_answer = false;
+        }
+        if let Some((limit, sleep)) = idle.as_mut() {
+            // Moving the deadline on every chunk would cost a timer update per read; instead
+            // the timer fires and, if bytes moved meanwhile, starts a fresh period.
+            while sleep.as_mut().poll(cx).is_ready() {
+                if !(up.active || down.active || server_owes_answer) {
+                    return Poll::Ready(Ok(RelayEnd::Idle));
+                }
+                up.active = false;
+                down.active = false;
+                sleep.as_mut().reset(tokio::time::Instant::now() + *limit);
             }
         }
         Poll::Pending
     })
     .await;
 
-    outcome.map(|()| RelayStats {
+    outcome.map(|end| RelayStats {
         client_to_server: up.counter.stats,
         server_to_client: down.counter.stats,
         client_terminated: up.counter.terminated,
+        end,
+        client_at_boundary: down.at_boundary(),
     })
 }
 

@@ -1,20 +1,30 @@
 //! Listeners, one per target, and the accept loops that hand each client to a session task.
-//! Sessions are tracked so shutdown can stop accepting, end them, and wait for every task.
+//! A target at `--max-connections` refuses the next client with 53300. Sessions are tracked
+//! so a stop can close the listeners, let sessions finish, then end the rest, and wait for
+//! every task: no socket or task outlives `run`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::session::{self, TargetContext};
+use crate::health::{Capacity, Health};
+use crate::session::{self, Outcome, TargetContext};
+
+/// After sessions are told to end, how long one still in its login may take before it is
+/// dropped (a session in the relay ends at once, with 57P01).
+const KILL_GRACE: Duration = Duration::from_secs(3);
 
 /// A target's context with its bound listener.
 #[derive(Debug)]
 struct BoundTarget {
     listener: TcpListener,
     ctx: Arc<TargetContext>,
+    capacity: Capacity,
 }
 
 /// The proxy's listeners, bound and ready to accept.
@@ -24,10 +34,19 @@ pub struct Server {
     tracker: TaskTracker,
 }
 
+/// When to stop accepting and when to end open sessions; fired by the shutdown driver.
+#[derive(Debug, Clone, Default)]
+pub struct StopTokens {
+    /// Close the listeners; open sessions go on.
+    pub stop_accepting: CancellationToken,
+    /// End every open session (57P01 for those in the relay).
+    pub end_sessions: CancellationToken,
+}
+
 /// A listener that could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot listen on {address} for target {target}: {source} (is another proxy or PostgreSQL already on that port? choose another with --port or the target's port= option)"
+    "cannot listen on {address} for target {target}: {error} (is another proxy or PostgreSQL already on that port? choose another with --port or the target's port= option)"
 )]
 pub struct BindError {
     /// The address asked for.
@@ -35,24 +54,34 @@ pub struct BindError {
     /// The target's label.
     pub target: String,
     /// The OS error.
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 impl Server {
-    /// Binds one listener per `(address, context)`; nothing is accepted until `run`.
+    /// Binds one listener per `(address, context)`, each admitting at most `max_connections`
+    /// sessions; nothing is accepted until `run`.
     pub async fn bind(
         targets: impl IntoIterator<Item = (SocketAddr, Arc<TargetContext>)>,
+        max_connections: Option<usize>,
     ) -> Result<Server, BindError> {
         let mut bound = Vec::new();
         for (address, ctx) in targets {
             let listener = TcpListener::bind(address)
                 .await
-                .map_err(|source| BindError {
+                .map_err(|error| BindError {
                     address,
                     target: ctx.target.label().to_owned(),
-                    source,
+                    error,
                 })?;
-            bound.push(BoundTarget { listener, ctx });
+            let capacity = Capacity {
+                open: Arc::new(AtomicUsize::new(0)),
+                limit: max_connections,
+            };
+            bound.push(BoundTarget {
+                listener,
+                ctx,
+                capacity,
+            });
         }
         Ok(Server {
             targets: bound,
@@ -68,52 +97,105 @@ impl Server {
             .collect()
     }
 
-    /// Accepts clients until `shutdown` fires, then ends open sessions and waits for every
-    /// session task to finish, so no socket or task outlives the call.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Accepts clients until `stop.stop_accepting` fires, then waits for every session to
+    /// finish (or to be ended by `stop.end_sessions`). Returns how many sessions were cut.
+    pub async fn run(self, health: Arc<Health>, stop: StopTokens) -> usize {
         let tracker = self.tracker;
+        let cut = Arc::new(AtomicUsize::new(0));
         for bound in self.targets {
-            let tracker_for_loop = tracker.clone();
-            let shutdown = shutdown.clone();
-            tracker.spawn(accept_loop(bound, tracker_for_loop, shutdown));
+            health.add_capacity(bound.capacity.clone());
+            tracker.spawn(accept_loop(
+                bound,
+                tracker.clone(),
+                stop.clone(),
+                cut.clone(),
+            ));
         }
-        shutdown.cancelled().await;
+        health.set_started();
+        stop.stop_accepting.cancelled().await;
         tracker.close();
         tracker.wait().await;
+        cut.load(Ordering::SeqCst)
     }
 }
 
-async fn accept_loop(bound: BoundTarget, tracker: TaskTracker, shutdown: CancellationToken) {
+/// Counts a session against its target's limit while it lives.
+struct Admission(Arc<AtomicUsize>);
+
+impl Admission {
+    /// Admits one more session unless `capacity` is full.
+    fn try_new(capacity: &Capacity) -> Option<Admission> {
+        let before = capacity.open.fetch_add(1, Ordering::SeqCst);
+        if capacity.limit.is_some_and(|limit| before >= limit) {
+            capacity.open.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Admission(capacity.open.clone()))
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn accept_loop(
+    bound: BoundTarget,
+    tracker: TaskTracker,
+    stop: StopTokens,
+    cut: Arc<AtomicUsize>,
+) {
     let label = bound.ctx.target.label().to_owned();
     if let Ok(address) = bound.listener.local_addr() {
         tracing::info!(target_name = %label, listen = %address, upstream = %bound.ctx.endpoint.address(), "listening");
     }
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = stop.stop_accepting.cancelled() => break,
             accepted = bound.listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
                 let ctx = bound.ctx.clone();
-                let shutdown = shutdown.clone();
+                let end = stop.end_sessions.clone();
+                let admission = Admission::try_new(&bound.capacity);
+                let cut = cut.clone();
                 tracker.spawn(async move {
-                    tokio::select! {
-                        _ = serve_tcp(stream, peer, ctx) => {}
-                        _ = shutdown.cancelled() => {}
+                    // Over the limit, the session still answers a CancelRequest, and refuses
+                    // a StartupMessage with 53300 after the usual SSLRequest answer, so
+                    // libpq shows the message.
+                    let admitted = admission.is_some();
+                    let outcome = tokio::select! {
+                        biased;
+                        outcome = serve_tcp(stream, peer, ctx, end.clone(), admitted) => outcome,
+                        // A session still logging in when the end comes is dropped.
+                        _ = async { end.cancelled().await; tokio::time::sleep(KILL_GRACE).await } => Outcome::Shutdown,
+                    };
+                    if outcome == Outcome::Shutdown {
+                        cut.fetch_add(1, Ordering::SeqCst);
                     }
+                    drop(admission);
                 });
             }
             Err(e) => {
                 // Running out of file descriptors or similar: back off instead of spinning.
                 tracing::warn!(target_name = %label, error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
+    drop(bound.listener);
+    tracing::info!(target_name = %label, "listener closed");
 }
 
-async fn serve_tcp(stream: TcpStream, peer: SocketAddr, ctx: Arc<TargetContext>) {
+async fn serve_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<TargetContext>,
+    end: CancellationToken,
+    admitted: bool,
+) -> Outcome {
     let _ = stream.set_nodelay(true);
-    session::serve(stream, peer, ctx).await;
+    session::serve(stream, peer, ctx, end, admitted).await
 }

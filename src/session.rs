@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::PasswordAuthenticator;
 use crate::cancel::CancelRegistry;
 use crate::credentials::{CredentialError, CredentialRequest, CredentialSource, resolve_db_user};
+use crate::metrics::TargetMetrics;
 use crate::protocol::startup::{self, StartupError};
 use crate::protocol::{ErrorResponse, FirstPacket, StartupParams, messages};
-use crate::relay::{self, RelayStats};
+use crate::relay::{self, LiveCounters, RelayControl, RelayEnd, RelayStats};
 use crate::target::Target;
 use crate::upstream::{self, UpstreamEndpoint, UpstreamError};
 
@@ -39,6 +41,10 @@ pub struct TargetContext {
     pub cancel: Arc<CancelRegistry>,
     /// How long a client may take to send its StartupMessage.
     pub startup_timeout: Duration,
+    /// End a session idle this long (`--idle-timeout`).
+    pub idle_timeout: Option<Duration>,
+    /// The target's metric handles.
+    pub metrics: TargetMetrics,
 }
 
 /// How a session ended, for the close log line and metric labels.
@@ -60,6 +66,12 @@ pub enum Outcome {
     LoginRefused,
     /// The relay ended with an IO error on one side.
     RelayError,
+    /// The proxy shut down while the session was open.
+    Shutdown,
+    /// The session was idle for `--idle-timeout`.
+    IdleTimeout,
+    /// The target was at `--max-connections`.
+    TooManyConnections,
 }
 
 impl Outcome {
@@ -74,6 +86,9 @@ impl Outcome {
             Outcome::UpstreamError => "upstream_error",
             Outcome::LoginRefused => "login_refused",
             Outcome::RelayError => "relay_error",
+            Outcome::Shutdown => "shutdown",
+            Outcome::IdleTimeout => "idle_timeout",
+            Outcome::TooManyConnections => "too_many_connections",
         }
     }
 }
@@ -96,43 +111,123 @@ enum NegotiationError {
     Io(#[from] std::io::Error),
 }
 
-/// Serves one client connection to completion. Never panics on client or server input and
-/// always closes both sockets before returning.
-pub async fn serve<C>(mut client: C, peer: SocketAddr, ctx: Arc<TargetContext>) -> Outcome
+/// What one connection did, for its close log line and the metrics.
+#[derive(Debug)]
+struct Summary {
+    outcome: Outcome,
+    /// The SQLSTATE the client was sent, if the proxy or the server refused it.
+    sqlstate: Option<String>,
+    /// The user name the server saw.
+    db_user: Option<String>,
+    stats: RelayStats,
+}
+
+impl Summary {
+    fn new(outcome: Outcome) -> Summary {
+        Summary {
+            outcome,
+            sqlstate: None,
+            db_user: None,
+            stats: RelayStats::default(),
+        }
+    }
+
+    fn refused(outcome: Outcome, sqlstate: &str) -> Summary {
+        Summary {
+            sqlstate: Some(sqlstate.to_owned()),
+            ..Summary::new(outcome)
+        }
+    }
+}
+
+/// Serves one client connection to completion and logs one line when it closes. Never
+/// panics on client or server input and always closes both sockets before returning.
+/// `shutdown` ends an open session with ErrorResponse 57P01. A client that was not
+/// `admitted` (its target is at `--max-connections`) may still cancel, but its
+/// StartupMessage is refused with 53300.
+pub async fn serve<C>(
+    mut client: C,
+    peer: SocketAddr,
+    ctx: Arc<TargetContext>,
+    shutdown: CancellationToken,
+    admitted: bool,
+) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let started = Instant::now();
+    ctx.metrics.active.inc();
+    let summary = serve_inner(&mut client, peer, &ctx, shutdown, started, admitted).await;
+    ctx.metrics.active.dec();
+    let duration = started.elapsed();
+    ctx.metrics.connection_closed(summary.outcome.as_str());
+    if summary.outcome != Outcome::NoStartup && summary.outcome != Outcome::Cancel {
+        let stats = &summary.stats;
+        tracing::info!(
+            target_name = ctx.target.label(),
+            client = %peer,
+            db_user = summary.db_user.as_deref().unwrap_or(""),
+            duration_ms = duration.as_millis() as u64,
+            bytes_client_to_server = stats.client_to_server.bytes,
+            bytes_server_to_client = stats.server_to_client.bytes,
+            queries = stats.client_to_server.queries,
+            outcome = summary.outcome.as_str(),
+            sqlstate = summary.sqlstate.as_deref().unwrap_or(""),
+            "connection closed"
+        );
+    }
+    summary.outcome
+}
+
+async fn serve_inner<C>(
+    client: &mut C,
+    peer: SocketAddr,
+    ctx: &TargetContext,
+    shutdown: CancellationToken,
+    started: Instant,
+    admitted: bool,
+) -> Summary
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let target = ctx.target.label();
-    let params = match tokio::time::timeout(ctx.startup_timeout, negotiate(&mut client)).await {
+    let params = match tokio::time::timeout(ctx.startup_timeout, negotiate(client)).await {
         Err(_) => {
             let message = format!(
                 "no startup packet received within {:?} (--startup-timeout): the client must send its StartupMessage after connecting",
                 ctx.startup_timeout
             );
-            tracing::info!(target_name = target, client = %peer, "startup timed out");
-            refuse(&mut client, ErrorResponse::fatal("08P01", message)).await;
-            return Outcome::ProtocolError;
+            refuse(client, ErrorResponse::fatal("08P01", message)).await;
+            return Summary::refused(Outcome::ProtocolError, "08P01");
         }
         Ok(Err(NegotiationError::Io(e))) => {
             tracing::debug!(target_name = target, client = %peer, error = %e, "client left during startup");
-            return Outcome::NoStartup;
+            return Summary::new(Outcome::NoStartup);
         }
         Ok(Err(e)) => {
             tracing::info!(target_name = target, client = %peer, error = %e, "bad startup packet");
-            refuse(&mut client, ErrorResponse::fatal("08P01", e.to_string())).await;
-            return Outcome::ProtocolError;
+            refuse(client, ErrorResponse::fatal("08P01", e.to_string())).await;
+            return Summary::refused(Outcome::ProtocolError, "08P01");
         }
-        Ok(Ok(Negotiated::Gone)) => return Outcome::NoStartup,
+        Ok(Ok(Negotiated::Gone)) => return Summary::new(Outcome::NoStartup),
         Ok(Ok(Negotiated::Cancel(key))) => {
             let outcome = ctx.cancel.cancel(key).await;
+            ctx.metrics.cancel_request(outcome.as_str());
             tracing::info!(target_name = target, client = %peer, outcome = outcome.as_str(), "cancel request");
             let _ = client.shutdown().await;
-            return Outcome::Cancel;
+            return Summary::new(Outcome::Cancel);
         }
         Ok(Ok(Negotiated::Startup(params))) => params,
     };
-    open_session(client, peer, &ctx, params, started).await
+    if !admitted {
+        let message = format!(
+            "sorry, too many clients already: target {target} is at the proxy's --max-connections; try again later"
+        );
+        tracing::info!(target_name = target, client = %peer, "refused: --max-connections reached");
+        refuse(client, ErrorResponse::fatal("53300", message)).await;
+        return Summary::refused(Outcome::TooManyConnections, "53300");
+    }
+    open_session(client, peer, ctx, params, started, shutdown).await
 }
 
 /// Reads first packets until the StartupMessage, refusing SSL and GSS encryption (client
@@ -176,12 +271,13 @@ where
 
 /// Steps 2–7 for a client that sent a StartupMessage.
 async fn open_session<C>(
-    mut client: C,
+    client: &mut C,
     peer: SocketAddr,
     ctx: &TargetContext,
     params: StartupParams,
     started: Instant,
-) -> Outcome
+    shutdown: CancellationToken,
+) -> Summary
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -190,30 +286,24 @@ where
         Ok(request) => request,
         Err(e) => {
             tracing::info!(target_name = target, client = %peer, error = %e, "database user refused");
-            refuse(
-                &mut client,
-                ErrorResponse::fatal(e.sqlstate(), e.to_string()),
-            )
-            .await;
-            return Outcome::CredentialError;
+            ctx.metrics.auth_failure(e.reason());
+            refuse(client, ErrorResponse::fatal(e.sqlstate(), e.to_string())).await;
+            return Summary::refused(Outcome::CredentialError, e.sqlstate());
         }
     };
-    let CredentialRequest { db_user, database } = request.clone();
     let credentials = match ctx.credentials.credentials(&request).await {
         Ok(credentials) => credentials,
         Err(e) => {
-            tracing::warn!(target_name = target, client = %peer, db_user = db_user.as_deref().unwrap_or(""), api = ctx.credentials.api(), reason = e.reason(), error = %e, "no credentials");
-            refuse(
-                &mut client,
-                ErrorResponse::fatal(e.sqlstate(), e.to_string()),
-            )
-            .await;
-            return Outcome::CredentialError;
+            tracing::warn!(target_name = target, client = %peer, db_user = request.db_user.as_deref().unwrap_or(""), api = ctx.credentials.api(), reason = e.reason(), error = %e, "no credentials");
+            ctx.metrics.auth_failure(e.reason());
+            refuse(client, ErrorResponse::fatal(e.sqlstate(), e.to_string())).await;
+            return Summary::refused(Outcome::CredentialError, e.sqlstate());
         }
     };
+    let db_user = Some(credentials.user.clone());
 
     let (upstream_params, dropped) =
-        upstream::upstream_startup_params(&params.params, &credentials.user, &database);
+        upstream::upstream_startup_params(&params.params, &credentials.user, &request.database);
     for name in &dropped {
         tracing::debug!(
             target_name = target,
@@ -239,16 +329,25 @@ where
             // 28P01 invalid_password / 28000 invalid_authorization: this password is no good.
             if sqlstate.starts_with("28") {
                 ctx.credentials.invalidate(&request);
+                ctx.metrics.auth_failure("server_rejected");
             }
-            forward_and_close(&mut client, &forward).await;
-            return Outcome::LoginRefused;
+            forward_and_close(client, &forward).await;
+            return Summary {
+                db_user,
+                ..Summary::refused(Outcome::LoginRefused, &sqlstate)
+            };
         }
         Err(e) => {
             tracing::warn!(target_name = target, client = %peer, upstream = %address, kind = e.kind(), error = %e, "upstream login failed");
-            if let Some(error) = e.client_error() {
-                refuse(&mut client, error).await;
+            if let UpstreamError::Auth(auth_error) = &e {
+                ctx.metrics.auth_failure(auth_error.reason());
             }
-            return Outcome::UpstreamError;
+            let mut summary = Summary::new(Outcome::UpstreamError);
+            if let Some(error) = e.client_error() {
+                summary.sqlstate = Some(error.code.to_owned());
+                refuse(client, error).await;
+            }
+            return Summary { db_user, ..summary };
         }
     };
 
@@ -263,43 +362,90 @@ where
         .map(|key| ctx.cancel.register(key, ctx.endpoint.clone()));
     if let Err(e) = client.write_all(&hello).await {
         tracing::debug!(target_name = target, client = %peer, error = %e, "client left before the greeting");
-        return Outcome::RelayError;
+        return Summary {
+            db_user,
+            ..Summary::new(Outcome::RelayError)
+        };
     }
     let setup = started.elapsed();
+    ctx.metrics.setup_seconds.observe(setup.as_secs_f64());
     tracing::info!(
         target_name = target,
         client = %peer,
         db_user = %credentials.user,
-        database = %database,
+        database = %request.database,
         server_version = greeting.server_version.as_deref().unwrap_or(""),
         setup_ms = setup.as_millis() as u64,
         "connection opened"
     );
 
-    let result = relay::relay(&mut client, &mut server, &greeting.after).await;
-    let duration = started.elapsed();
-    let (outcome, stats, error) = match result {
-        Ok(stats) => (Outcome::Closed, stats, None),
-        Err(e) => (
-            Outcome::RelayError,
-            RelayStats::default(),
-            Some(e.to_string()),
+    let control = RelayControl {
+        up: LiveCounters {
+            bytes: ctx.metrics.bytes_up.clone(),
+            messages: ctx.metrics.messages_up.clone(),
+            queries: ctx.metrics.queries.clone(),
+        },
+        down: LiveCounters {
+            bytes: ctx.metrics.bytes_down.clone(),
+            messages: ctx.metrics.messages_down.clone(),
+            queries: Default::default(),
+        },
+        shutdown,
+        idle_timeout: ctx.idle_timeout,
+    };
+    let relay_started = Instant::now();
+    let result = relay::relay(client, &mut server, &greeting.after, &control).await;
+    ctx.metrics
+        .session_seconds
+        .observe(relay_started.elapsed().as_secs_f64());
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(e) => {
+            tracing::info!(target_name = target, client = %peer, error = %e, "relay ended with an error");
+            return Summary {
+                db_user,
+                ..Summary::new(Outcome::RelayError)
+            };
+        }
+    };
+    let (outcome, farewell) = match (stats.end, ctx.idle_timeout) {
+        (RelayEnd::Closed, _) => (Outcome::Closed, None),
+        (RelayEnd::Shutdown, _) => (
+            Outcome::Shutdown,
+            Some(ErrorResponse::fatal(
+                "57P01",
+                "terminating connection because the proxy is shutting down: reconnect to continue",
+            )),
+        ),
+        (RelayEnd::Idle, limit) => (
+            Outcome::IdleTimeout,
+            Some(ErrorResponse::fatal(
+                "57P05",
+                format!(
+                    "terminating connection due to idle-session timeout: no activity for {:?} (--idle-timeout)",
+                    limit.unwrap_or_default()
+                ),
+            )),
         ),
     };
-    tracing::info!(
-        target_name = target,
-        client = %peer,
-        db_user = %credentials.user,
-        duration_ms = duration.as_millis() as u64,
-        bytes_client_to_server = stats.client_to_server.bytes,
-        bytes_server_to_client = stats.server_to_client.bytes,
-        queries = stats.client_to_server.queries,
-        terminated = stats.client_terminated,
-        outcome = outcome.as_str(),
-        error = error.as_deref().unwrap_or(""),
-        "connection closed"
-    );
-    outcome
+    let mut summary = Summary {
+        outcome,
+        sqlstate: None,
+        db_user,
+        stats,
+    };
+    if let Some(error) = farewell {
+        // Only between messages: a proxy message inside a half-sent server message would
+        // corrupt the client's stream, so then the connection is just closed.
+        if stats.client_at_boundary {
+            summary.sqlstate = Some(error.code.to_owned());
+            let mut out = BytesMut::new();
+            error.encode(&mut out);
+            let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, client.write_all(&out)).await;
+        }
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, client.shutdown()).await;
+    }
+    summary
 }
 
 /// Decides the database user and database for a client that sent `client_user` and

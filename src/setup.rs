@@ -12,6 +12,7 @@ use crate::credentials::{
     AwsClients, CachePolicy, CachedSource, ClusterCredentials, ClusterOptions, CredentialError,
     CredentialSource, ServerlessCredentials, StaticPassword, lookup_endpoint,
 };
+use crate::metrics::{Metrics, TargetMetrics};
 use crate::session::TargetContext;
 use crate::target::TargetKind;
 use crate::tls::{TlsConfigError, upstream_client_config};
@@ -63,7 +64,10 @@ pub struct Assembled {
 
 /// Builds every target of `config`. AWS credentials are only loaded when some target needs
 /// them, so static-password setups never touch AWS.
-pub async fn assemble(config: &ProxyConfig) -> Result<Assembled, SetupError> {
+pub async fn assemble(
+    config: &ProxyConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Assembled, SetupError> {
     let cancel = CancelRegistry::new();
     let first_region = config
         .targets
@@ -78,7 +82,8 @@ pub async fn assemble(config: &ProxyConfig) -> Result<Assembled, SetupError> {
     };
     let mut targets = Vec::with_capacity(config.targets.len());
     for listen in &config.targets {
-        let ctx = target_context(config, listen, aws.as_ref(), &cancel).await?;
+        let target_metrics = metrics.target(listen.target.label());
+        let ctx = target_context(config, listen, aws.as_ref(), &cancel, target_metrics).await?;
         targets.push((listen.listen, Arc::new(ctx)));
     }
     Ok(Assembled { targets, cancel })
@@ -89,10 +94,11 @@ async fn target_context(
     listen: &ListenTarget,
     aws: Option<&AwsClients>,
     cancel: &Arc<CancelRegistry>,
+    metrics: TargetMetrics,
 ) -> Result<TargetContext, SetupError> {
     let target = &listen.target;
     let label = || target.label().to_owned();
-    let credentials = credential_source(listen, aws)?;
+    let credentials = credential_source(listen, aws, &metrics)?;
     let (host, port) = match (target.lookup_endpoint, aws) {
         (true, Some(aws)) => {
             lookup_endpoint(aws, target)
@@ -122,6 +128,8 @@ async fn target_context(
         credentials,
         cancel: cancel.clone(),
         startup_timeout: config.startup_timeout,
+        idle_timeout: config.idle_timeout,
+        metrics,
     })
 }
 
@@ -130,6 +138,7 @@ async fn target_context(
 fn credential_source(
     listen: &ListenTarget,
     aws: Option<&AwsClients>,
+    metrics: &TargetMetrics,
 ) -> Result<Arc<dyn CredentialSource>, SetupError> {
     let target = &listen.target;
     if let Some(var) = &target.password_env {
@@ -166,5 +175,9 @@ fn credential_source(
         )),
         TargetKind::Unknown => return Err(no_source()),
     };
-    Ok(Arc::new(CachedSource::new(inner, CachePolicy::default())))
+    Ok(Arc::new(CachedSource::new(
+        inner,
+        CachePolicy::default(),
+        metrics.clone(),
+    )))
 }

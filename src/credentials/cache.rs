@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use crate::metrics::TargetMetrics;
 use tokio::time::Instant;
 
 use super::{
@@ -51,6 +52,7 @@ impl Default for CachePolicy {
 pub struct CachedSource {
     inner: Arc<dyn CredentialSource>,
     policy: CachePolicy,
+    metrics: TargetMetrics,
     entries: Mutex<HashMap<CredentialRequest, Arc<Entry>>>,
     calls: Arc<AtomicU64>,
 }
@@ -90,11 +92,16 @@ enum Lookup {
 }
 
 impl CachedSource {
-    /// Caches `inner` with `policy`.
-    pub fn new(inner: Arc<dyn CredentialSource>, policy: CachePolicy) -> CachedSource {
+    /// Caches `inner` with `policy`, counting requests, fetch times and expiry in `metrics`.
+    pub fn new(
+        inner: Arc<dyn CredentialSource>,
+        policy: CachePolicy,
+        metrics: TargetMetrics,
+    ) -> CachedSource {
         CachedSource {
             inner,
             policy,
+            metrics,
             entries: Mutex::new(HashMap::new()),
             calls: Arc::new(AtomicU64::new(0)),
         }
@@ -139,31 +146,46 @@ impl CachedSource {
 
     async fn get(&self, request: &CredentialRequest) -> Result<DbCredentials, CredentialError> {
         let entry = self.entry(request);
+        let api = self.inner.api();
         match self.look(&entry, true) {
-            Lookup::Hit(credentials) => return Ok(credentials),
+            Lookup::Hit(credentials) => {
+                self.metrics.credential_request(api, "cache_hit");
+                return Ok(credentials);
+            }
             Lookup::HitRefresh(credentials) => {
+                self.metrics.credential_request(api, "cache_hit");
                 self.spawn_refresh(entry, request.clone());
                 return Ok(credentials);
             }
-            Lookup::Failure(error) => return Err(error),
+            Lookup::Failure(error) => {
+                self.metrics.credential_request(api, "remembered_failure");
+                return Err(error);
+            }
             Lookup::Miss => {}
         }
         let _flight = entry.flight.lock().await;
         // Whoever held the flight before us may have filled the entry.
         match self.look(&entry, false) {
-            Lookup::Hit(credentials) | Lookup::HitRefresh(credentials) => return Ok(credentials),
-            Lookup::Failure(error) => return Err(error),
+            Lookup::Hit(credentials) | Lookup::HitRefresh(credentials) => {
+                self.metrics.credential_request(api, "cache_hit");
+                return Ok(credentials);
+            }
+            Lookup::Failure(error) => {
+                self.metrics.credential_request(api, "remembered_failure");
+                return Err(error);
+            }
             Lookup::Miss => {}
         }
-        fetch_and_store(&*self.inner, &self.calls, &entry, request).await
+        fetch_and_store(&*self.inner, &self.calls, &self.metrics, &entry, request).await
     }
 
     fn spawn_refresh(&self, entry: Arc<Entry>, request: CredentialRequest) {
         let inner = self.inner.clone();
         let calls = self.calls.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let _flight = entry.flight.lock().await;
-            if let Err(e) = fetch_and_store(&*inner, &calls, &entry, &request).await {
+            if let Err(e) = fetch_and_store(&*inner, &calls, &metrics, &entry, &request).await {
                 tracing::warn!(api = inner.api(), error = %e, "background credential refresh failed; the current password is used until it expires");
             }
             lock(&entry.state).refreshing = false;
@@ -175,6 +197,7 @@ impl CachedSource {
 async fn fetch_and_store(
     inner: &dyn CredentialSource,
     calls: &AtomicU64,
+    metrics: &TargetMetrics,
     entry: &Entry,
     request: &CredentialRequest,
 ) -> Result<DbCredentials, CredentialError> {
@@ -182,6 +205,18 @@ async fn fetch_and_store(
     let started = Instant::now();
     let result = inner.credentials(request).await;
     let now = Instant::now();
+    metrics.credential_fetch(inner.api(), (now - started).as_secs_f64());
+    match &result {
+        Ok(credentials) => {
+            metrics.credential_request(inner.api(), "fetched");
+            if let Some(at) = credentials.expires_at
+                && let Ok(since_epoch) = at.duration_since(std::time::UNIX_EPOCH)
+            {
+                metrics.credential_expiry(since_epoch.as_secs_f64());
+            }
+        }
+        Err(error) => metrics.credential_request(inner.api(), error.reason()),
+    }
     let mut state = lock(&entry.state);
     match &result {
         Ok(credentials) => {
@@ -287,7 +322,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn concurrent_misses_share_one_call_and_hits_cost_none() {
         let source = Counting::new(Duration::from_millis(200), Duration::from_secs(900));
-        let cache = Arc::new(CachedSource::new(source.clone(), CachePolicy::default()));
+        let cache = Arc::new(CachedSource::new(
+            source.clone(),
+            CachePolicy::default(),
+            TargetMetrics::detached("t"),
+        ));
         let mut tasks = Vec::new();
         for _ in 0..200 {
             let cache = cache.clone();
@@ -312,7 +351,11 @@ mod tests {
     async fn refreshes_ahead_of_expiry_without_making_clients_wait() {
         // 900 s lifetime: refresh once less than 180 s remain.
         let source = Counting::new(Duration::from_secs(1), Duration::from_secs(900));
-        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        let cache = CachedSource::new(
+            source.clone(),
+            CachePolicy::default(),
+            TargetMetrics::detached("t"),
+        );
         assert_eq!(
             cache
                 .credentials(&request("a"))
@@ -366,7 +409,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_margin_is_at_most_five_minutes() {
         let source = Counting::new(Duration::ZERO, Duration::from_secs(3600));
-        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        let cache = CachedSource::new(
+            source.clone(),
+            CachePolicy::default(),
+            TargetMetrics::detached("t"),
+        );
         cache.credentials(&request("a")).await.unwrap();
         // A fifth of an hour is 12 minutes; the cap is 5: at 50 minutes no refresh yet.
         tokio::time::advance(Duration::from_secs(50 * 60)).await;
@@ -382,7 +429,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_refused_password_is_forgotten() {
         let source = Counting::new(Duration::ZERO, Duration::from_secs(900));
-        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        let cache = CachedSource::new(
+            source.clone(),
+            CachePolicy::default(),
+            TargetMetrics::detached("t"),
+        );
         assert_eq!(
             cache
                 .credentials(&request("a"))
@@ -416,7 +467,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn expired_passwords_are_fetched_again() {
         let source = Counting::new(Duration::ZERO, Duration::from_secs(60));
-        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        let cache = CachedSource::new(
+            source.clone(),
+            CachePolicy::default(),
+            TargetMetrics::detached("t"),
+        );
         cache.credentials(&request("a")).await.unwrap();
         tokio::time::advance(Duration::from_secs(59)).await;
         assert_eq!(
@@ -438,7 +493,11 @@ mod tests {
             resource: "arn".into(),
             extra: String::new(),
         });
-        let cache = CachedSource::new(source.clone(), CachePolicy::default());
+        let cache = CachedSource::new(
+            source.clone(),
+            CachePolicy::default(),
+            TargetMetrics::detached("t"),
+        );
         for _ in 0..10 {
             assert!(cache.credentials(&request("a")).await.is_err());
         }

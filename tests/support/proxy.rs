@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use redshift_auth_proxy::cancel::CancelRegistry;
 use redshift_auth_proxy::credentials::{Secret, StaticPassword};
-use redshift_auth_proxy::server::Server;
+use redshift_auth_proxy::health::Health;
+use redshift_auth_proxy::metrics::Metrics;
+use redshift_auth_proxy::server::{Server, StopTokens};
 use redshift_auth_proxy::session::TargetContext;
 use redshift_auth_proxy::target::Target;
 use redshift_auth_proxy::tls::{SslMode, UpstreamRoots, UpstreamTrust, upstream_client_config};
 use redshift_auth_proxy::upstream::UpstreamEndpoint;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// What to put in front of which upstream.
 pub struct ProxyOptions {
@@ -30,6 +31,10 @@ pub struct ProxyOptions {
     pub connect_timeout: Duration,
     /// Limit for the client's startup packet.
     pub startup_timeout: Duration,
+    /// `--idle-timeout`.
+    pub idle_timeout: Option<Duration>,
+    /// `--max-connections`.
+    pub max_connections: Option<usize>,
 }
 
 impl ProxyOptions {
@@ -42,6 +47,8 @@ impl ProxyOptions {
             ca_files: vec![ca],
             connect_timeout: Duration::from_secs(5),
             startup_timeout: Duration::from_secs(5),
+            idle_timeout: None,
+            max_connections: None,
         }
     }
 }
@@ -52,8 +59,12 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     /// The cancel registry, to see registrations and counts.
     pub cancel: Arc<CancelRegistry>,
-    shutdown: CancellationToken,
-    handle: JoinHandle<()>,
+    /// The metric families, to read after a session.
+    pub metrics: Arc<Metrics>,
+    /// The lifecycle the probes report.
+    pub health: Arc<Health>,
+    stop: StopTokens,
+    handle: JoinHandle<usize>,
 }
 
 impl TestProxy {
@@ -73,23 +84,33 @@ impl TestProxy {
             connect_timeout: options.connect_timeout,
         });
         let cancel = CancelRegistry::new();
+        let metrics = Metrics::new();
+        let label = target.label().to_owned();
         let ctx = Arc::new(TargetContext {
             target,
             endpoint,
             credentials: Arc::new(StaticPassword::new(Secret::new(options.password))),
             cancel: cancel.clone(),
             startup_timeout: options.startup_timeout,
+            idle_timeout: options.idle_timeout,
+            metrics: metrics.target(&label),
         });
-        let server = Server::bind([("127.0.0.1:0".parse().expect("address"), ctx)])
-            .await
-            .expect("proxy binds");
+        let server = Server::bind(
+            [("127.0.0.1:0".parse().expect("address"), ctx)],
+            options.max_connections,
+        )
+        .await
+        .expect("proxy binds");
         let addr = server.local_addrs()[0];
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(server.run(shutdown.clone()));
+        let stop = StopTokens::default();
+        let health = Health::new();
+        let handle = tokio::spawn(server.run(health.clone(), stop.clone()));
         TestProxy {
             addr,
             cancel,
-            shutdown,
+            metrics,
+            health,
+            stop,
             handle,
         }
     }
@@ -109,7 +130,8 @@ impl TestProxy {
 
     /// Stops accepting, ends sessions, and waits for every task.
     pub async fn stop(self) {
-        self.shutdown.cancel();
+        self.stop.stop_accepting.cancel();
+        self.stop.end_sessions.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.handle)
             .await
             .expect("proxy stops within 10 s")

@@ -33,6 +33,8 @@ impl ProxyCommand {
             TEST_SECRET_ACCESS_KEY.to_owned(),
         );
         env.insert("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned());
+        // Tests run side by side: no shared default HTTP port unless a test asks for one.
+        env.insert("REDSHIFT_AUTH_PROXY_HTTP_ADDRESS".to_owned(), "off".to_owned());
         ProxyCommand {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             env,
