@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod fake_aws;
+pub mod http_get;
 pub mod pg;
 pub mod proxy;
 pub mod proxy_process;

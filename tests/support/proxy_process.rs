@@ -34,7 +34,10 @@ impl ProxyCommand {
         );
         env.insert("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned());
         // Tests run side by side: no shared default HTTP port unless a test asks for one.
-        env.insert("REDSHIFT_AUTH_PROXY_HTTP_ADDRESS".to_owned(), "off".to_owned());
+        env.insert(
+            "REDSHIFT_AUTH_PROXY_HTTP_ADDRESS".to_owned(),
+            "off".to_owned(),
+        );
         ProxyCommand {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             env,
@@ -136,15 +139,41 @@ impl ProxyProcess {
         )
     }
 
+    /// Sends `signal` (e.g. "TERM", "INT") to the proxy.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Waits up to `limit` for the proxy to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Stops the proxy with SIGTERM and waits for it; returns the whole log.
     pub fn stop(mut self) -> String {
-        self.terminate();
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
         self.log()
     }
 
     fn terminate(&mut self) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stderr(Stdio::null())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
