@@ -385,13 +385,22 @@ async fn idle_timeout_ends_idle_sessions_with_57p05_but_not_running_queries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quitquitquit_stops_like_sigterm_only_when_enabled() {
     let server = PgServer::shared();
-    let (proxy, http) = start(server, &[]);
+    let (proxy, http) = start(server, &["--log-format", "json"]);
     assert_eq!(
         request(http, "POST", "/quitquitquit").await.map(|r| r.0),
         Some(404)
     );
     assert_eq!(get(http, "/readiness").await.0, 200, "still serving");
-    drop(proxy);
+    // Log collectors get one JSON object per line.
+    let log = proxy.stop();
+    assert!(log.lines().count() >= 2, "{log}");
+    for line in log.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        assert!(
+            value.get("message").is_some() && value.get("level").is_some(),
+            "{line}"
+        );
+    }
 
     let (mut enabled, http) = start(server, &["--quitquitquit"]);
     assert_eq!(
