@@ -120,6 +120,7 @@ fn route(state: &HttpState, request: &Request<Incoming>) -> Response<Full<Bytes>
         }
         (&Method::POST, "/quitquitquit") => match &state.quit {
             Some(quit) => {
+                tracing::info!("POST /quitquitquit: stopping as on SIGTERM");
                 quit.cancel();
                 reply(StatusCode::OK, text, "stopping\n")
             }

@@ -49,7 +49,13 @@ fn main() -> ExitCode {
 fn init_logging(config: &ProxyConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "redshift-auth-proxy: --log-level {:?} is not a log filter ({e}); logging at info",
+                config.log_level
+            );
+            EnvFilter::new("info")
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -306,6 +306,7 @@ where
     // whose long query is still running.
     let mut server_owes_answer = false;
     let mut up_bytes_seen = 0u64;
+    let mut last_activity = tokio::time::Instant::now();
 
     let outcome = poll_fn(|cx| {
         let up_result = up.poll_copy(cx, Pin::new(&mut *client), Pin::new(&mut *server));
@@ -336,14 +337,19 @@ where
         }
         if let Some((limit, sleep)) = idle.as_mut() {
             // Moving the deadline on every chunk would cost a timer update per read; instead
-            // the timer fires and, if bytes moved meanwhile, starts a fresh period.
-            while sleep.as_mut().poll(cx).is_ready() {
-                if !(up.active || down.active || server_owes_answer) {
-                    return Poll::Ready(Ok(RelayEnd::Idle));
-                }
+            // activity is stamped, and when the timer fires it either ends the session or
+            // moves to the last activity plus the limit.
+            if up.active || down.active || server_owes_answer {
                 up.active = false;
                 down.active = false;
-                sleep.as_mut().reset(tokio::time::Instant::now() + *limit);
+                last_activity = tokio::time::Instant::now();
+            }
+            while sleep.as_mut().poll(cx).is_ready() {
+                let deadline = last_activity + *limit;
+                if tokio::time::Instant::now() >= deadline {
+                    return Poll::Ready(Ok(RelayEnd::Idle));
+                }
+                sleep.as_mut().reset(deadline);
             }
         }
         Poll::Pending

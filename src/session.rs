@@ -286,7 +286,9 @@ where
         Ok(request) => request,
         Err(e) => {
             tracing::info!(target_name = target, client = %peer, error = %e, "database user refused");
-            ctx.metrics.auth_failure(e.reason());
+            if e.sqlstate().starts_with("28") {
+                ctx.metrics.auth_failure(e.reason());
+            }
             refuse(client, ErrorResponse::fatal(e.sqlstate(), e.to_string())).await;
             return Summary::refused(Outcome::CredentialError, e.sqlstate());
         }
@@ -295,7 +297,9 @@ where
         Ok(credentials) => credentials,
         Err(e) => {
             tracing::warn!(target_name = target, client = %peer, db_user = request.db_user.as_deref().unwrap_or(""), api = ctx.credentials.api(), reason = e.reason(), error = %e, "no credentials");
-            ctx.metrics.auth_failure(e.reason());
+            if e.sqlstate().starts_with("28") {
+                ctx.metrics.auth_failure(e.reason());
+            }
             refuse(client, ErrorResponse::fatal(e.sqlstate(), e.to_string())).await;
             return Summary::refused(Outcome::CredentialError, e.sqlstate());
         }

@@ -56,9 +56,12 @@ pub async fn watch_signals(requested: CancellationToken) {
         tracing::warn!("cannot listen for SIGTERM/SIGINT; stop the proxy with SIGKILL");
         return;
     };
+    // The first stop request may also come from POST /quitquitquit; any signal after it
+    // is the second.
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+        _ = requested.cancelled() => {}
     }
     requested.cancel();
     tokio::select! {

@@ -89,7 +89,7 @@ where
             classify_service(inner.code(), inner.message(), call)
         }
         SdkError::TimeoutError(_) => CredentialError::AwsUnavailable(format!(
-            "AWS did not answer {} in region {} within --connect-timeout: check the network path to the AWS API (proxy, VPC endpoint, --aws-endpoint-url)",
+            "cannot reach the AWS API for {} in region {}: no answer within --connect-timeout, retries included; check the network path to the AWS API (proxy, VPC endpoint, --aws-endpoint-url)",
             call.action, call.region
         )),
         _ => {
