@@ -147,6 +147,42 @@ pub fn classify_service(code: Option<&str>, message: Option<&str>, call: &Call) 
     }
 }
 
+/// The three fields every credential API answers with, as the field names of its protocol
+/// (`DbUser`/`dbUser`, …), so a missing one is named as the API spells it.
+pub struct AnswerFields<'a> {
+    /// The user name field and its value.
+    pub user: (&'static str, Option<&'a str>),
+    /// The password field and its value.
+    pub password: (&'static str, Option<&'a str>),
+    /// The expiration field and its value.
+    pub expiration: (&'static str, Option<&'a aws_smithy_types::DateTime>),
+}
+
+/// Turns an API's answer into credentials; a missing field is an error naming it.
+pub fn credentials_from_answer(
+    call: &Call,
+    fields: AnswerFields<'_>,
+) -> Result<super::DbCredentials, CredentialError> {
+    let incomplete = |what: &str| {
+        CredentialError::AwsUnavailable(format!(
+            "{} answered without {what}: try again, and report it if it persists",
+            call.action
+        ))
+    };
+    let (user_name, user) = fields.user;
+    let (password_name, password) = fields.password;
+    let (expiration_name, expiration) = fields.expiration;
+    Ok(super::DbCredentials {
+        user: user.ok_or_else(|| incomplete(user_name))?.to_owned(),
+        password: super::Secret::new(password.ok_or_else(|| incomplete(password_name))?),
+        expires_at: Some(
+            expiration
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                .ok_or_else(|| incomplete(expiration_name))?,
+        ),
+    })
+}
+
 /// Reads "…is not authorized to perform: ACTION on resource: ARN…" from an IAM denial.
 fn denied_action_and_resource(message: &str) -> Option<(String, String)> {
     let after = message.split("perform: ").nth(1)?;

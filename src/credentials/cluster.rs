@@ -2,12 +2,10 @@
 //! groups and auto-create) or, with `iam_identity`, `redshift:GetClusterCredentialsWithIAM`
 //! (the database user is the IAM identity itself).
 
-use std::time::SystemTime;
-
 use super::aws::AwsClients;
-use super::aws_errors::{self, Call};
+use super::aws_errors::{self, AnswerFields, Call, credentials_from_answer};
 use super::{
-    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials, Secret,
+    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials,
 };
 use crate::target::db_user_problem;
 
@@ -119,7 +117,7 @@ impl ClusterCredentials {
     async fn fetch(&self, request: &CredentialRequest) -> Result<DbCredentials, CredentialError> {
         let call = self.call(request);
         let duration = i32::try_from(self.duration_seconds).unwrap_or(900);
-        let (user, password, expiration) = if self.with_iam {
+        if self.with_iam {
             let out = self
                 .client
                 .get_cluster_credentials_with_iam()
@@ -130,53 +128,43 @@ impl ClusterCredentials {
                 .send()
                 .await
                 .map_err(|e| aws_errors::classify(e, &call, &self.clients))?;
-            (
-                out.db_user().map(str::to_owned),
-                out.db_password().map(str::to_owned),
-                out.expiration().copied(),
-            )
-        } else {
-            let user = request.db_user.as_deref().ok_or(CredentialError::NoUser)?;
-            if let Some(why) = db_user_problem(user) {
-                return Err(CredentialError::InvalidDbUser {
-                    user: user.to_owned(),
-                    why,
-                });
-            }
-            let out = self
-                .client
-                .get_cluster_credentials()
-                .cluster_identifier(&self.cluster)
-                .db_user(user)
-                .db_name(&request.database)
-                .duration_seconds(duration)
-                .auto_create(self.auto_create)
-                .set_db_groups((!self.db_groups.is_empty()).then(|| self.db_groups.clone()))
-                .set_custom_domain_name(self.custom_domain.clone())
-                .send()
-                .await
-                .map_err(|e| aws_errors::classify(e, &call, &self.clients))?;
-            (
-                out.db_user().map(str::to_owned),
-                out.db_password().map(str::to_owned),
-                out.expiration().copied(),
-            )
-        };
-        let incomplete = |what: &str| {
-            CredentialError::AwsUnavailable(format!(
-                "{} answered without {what}: try again, and report it if it persists",
-                call.action
-            ))
-        };
-        Ok(DbCredentials {
-            user: user.ok_or_else(|| incomplete("DbUser"))?,
-            password: Secret::new(password.ok_or_else(|| incomplete("DbPassword"))?),
-            expires_at: Some(
-                expiration
-                    .and_then(|t| SystemTime::try_from(t).ok())
-                    .ok_or_else(|| incomplete("Expiration"))?,
-            ),
-        })
+            return credentials_from_answer(
+                &call,
+                AnswerFields {
+                    user: ("DbUser", out.db_user()),
+                    password: ("DbPassword", out.db_password()),
+                    expiration: ("Expiration", out.expiration()),
+                },
+            );
+        }
+        let user = request.db_user.as_deref().ok_or(CredentialError::NoUser)?;
+        if let Some(why) = db_user_problem(user) {
+            return Err(CredentialError::InvalidDbUser {
+                user: user.to_owned(),
+                why,
+            });
+        }
+        let out = self
+            .client
+            .get_cluster_credentials()
+            .cluster_identifier(&self.cluster)
+            .db_user(user)
+            .db_name(&request.database)
+            .duration_seconds(duration)
+            .auto_create(self.auto_create)
+            .set_db_groups((!self.db_groups.is_empty()).then(|| self.db_groups.clone()))
+            .set_custom_domain_name(self.custom_domain.clone())
+            .send()
+            .await
+            .map_err(|e| aws_errors::classify(e, &call, &self.clients))?;
+        credentials_from_answer(
+            &call,
+            AnswerFields {
+                user: ("DbUser", out.db_user()),
+                password: ("DbPassword", out.db_password()),
+                expiration: ("Expiration", out.expiration()),
+            },
+        )
     }
 }
 

@@ -1,12 +1,10 @@
 //! Serverless workgroups: `redshift-serverless:GetCredentials`. The database user is derived
 //! from the IAM identity (`IAMR:role` or `IAM:user`), so the request carries no user.
 
-use std::time::SystemTime;
-
 use super::aws::AwsClients;
-use super::aws_errors::{self, Call};
+use super::aws_errors::{self, AnswerFields, Call, credentials_from_answer};
 use super::{
-    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials, Secret,
+    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials,
 };
 
 /// Credentials for one workgroup.
@@ -69,24 +67,14 @@ impl ServerlessCredentials {
             .send()
             .await
             .map_err(|e| aws_errors::classify(e, &call, &self.clients))?;
-        let incomplete = |what: &str| {
-            CredentialError::AwsUnavailable(format!(
-                "{} answered without {what}: try again, and report it if it persists",
-                call.action
-            ))
-        };
-        Ok(DbCredentials {
-            user: out
-                .db_user()
-                .ok_or_else(|| incomplete("dbUser"))?
-                .to_owned(),
-            password: Secret::new(out.db_password().ok_or_else(|| incomplete("dbPassword"))?),
-            expires_at: Some(
-                out.expiration()
-                    .and_then(|t| SystemTime::try_from(*t).ok())
-                    .ok_or_else(|| incomplete("expiration"))?,
-            ),
-        })
+        credentials_from_answer(
+            &call,
+            AnswerFields {
+                user: ("dbUser", out.db_user()),
+                password: ("dbPassword", out.db_password()),
+                expiration: ("expiration", out.expiration()),
+            },
+        )
     }
 }
 
