@@ -5,6 +5,7 @@
 //! its own module, named after the step.
 
 pub mod auth;
+pub mod buffer_pool;
 pub mod cancel;
 pub mod check;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod process_metrics;
 pub mod protocol;
+pub mod read_ahead;
 pub mod relay;
 pub mod server;
 pub mod session;

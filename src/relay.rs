@@ -1,7 +1,9 @@
-//! The post-login relay: both directions in one future, each with one buffer reused for the
-//! whole session. A `FrameWalker` follows message headers inside each chunk read, to count
-//! messages and queries and notice Terminate, and the chunk is then written out whole: no
-//! copy or allocation per message, and no lock or task per direction.
+//! The post-login relay: both directions in one future. Each direction borrows a buffer from
+//! the shared pool while bytes are in flight and gives it back when its reader would wait
+//! with nothing buffered, so an idle session holds no relay buffer. A `FrameWalker` follows
+//! message headers inside each chunk read, to count messages and queries and notice
+//! Terminate, and the chunk is then written out whole: no copy or allocation per message,
+//! and no lock or task per direction.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -14,9 +16,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::protocol::frame::BadFrameLength;
 use crate::protocol::{FrameHeader, FrameWalker};
 
-/// Bytes read at most per direction in one go: four full TLS records, so a bulk COPY moves
-/// in large chunks while an idle session holds two such buffers.
-pub const RELAY_BUFFER_SIZE: usize = 64 * 1024;
+pub use crate::buffer_pool::BUFFER_SIZE as RELAY_BUFFER_SIZE;
+use crate::buffer_pool::{self, PooledBuffer};
+
+/// Keep reading into a chunk before writing it out while at least this much room is left: a
+/// TLS record's plaintext, so a bulk stream is forwarded in a few large writes.
+const MIN_READ_ROOM: usize = 16 * 1024;
 
 /// After the client closes its side, how long the server may take to close its own before
 /// the proxy stops waiting; servers close at once on EOF, so this only bounds a stuck one.
@@ -154,7 +159,10 @@ impl Counter {
 
 /// One direction: a reused buffer and the counter of what passed through it.
 struct Half {
-    buf: Box<[u8]>,
+    /// Borrowed from the pool only while bytes are in flight.
+    buf: Option<PooledBuffer>,
+    /// A read error met while filling a chunk, reported once the chunk is written.
+    deferred_error: Option<io::Error>,
     start: usize,
     end: usize,
     counter: Counter,
@@ -174,7 +182,8 @@ enum HalfError {
 impl Half {
     fn new(direction: Direction, live: LiveCounters) -> Half {
         Half {
-            buf: vec![0u8; RELAY_BUFFER_SIZE].into_boxed_slice(),
+            buf: None,
+            deferred_error: None,
             start: 0,
             end: 0,
             counter: Counter {
@@ -214,12 +223,11 @@ impl Half {
         }
         loop {
             while self.start < self.end {
-                let n = ready!(
-                    writer
-                        .as_mut()
-                        .poll_write(cx, &self.buf[self.start..self.end])
-                )
-                .map_err(HalfError::Write)?;
+                let chunk = match &self.buf {
+                    Some(buf) => &buf[self.start..self.end],
+                    None => &[][..],
+                };
+                let n = ready!(writer.as_mut().poll_write(cx, chunk)).map_err(HalfError::Write)?;
                 if n == 0 {
                     return Poll::Ready(Err(HalfError::Write(io::ErrorKind::WriteZero.into())));
                 }
@@ -227,7 +235,11 @@ impl Half {
                 self.unflushed = true;
                 self.active = true;
             }
+            if let Some(e) = self.deferred_error.take() {
+                return Poll::Ready(Err(HalfError::Read(e)));
+            }
             if self.read_done {
+                self.buf = None;
                 ready!(writer.as_mut().poll_flush(cx)).map_err(HalfError::Write)?;
                 // A peer that already went away cannot be shut down; that is not a failure.
                 let _ = ready!(writer.as_mut().poll_shutdown(cx));
@@ -236,9 +248,12 @@ impl Half {
             }
             self.start = 0;
             self.end = 0;
-            let mut read_buf = ReadBuf::new(&mut self.buf);
+            let buf = self.buf.get_or_insert_with(|| buffer_pool::SHARED.take());
+            let mut read_buf = ReadBuf::new(&mut buf[..]);
             match reader.as_mut().poll_read(cx, &mut read_buf) {
                 Poll::Pending => {
+                    // Nothing buffered: the buffer goes back to the pool while this waits.
+                    self.buf = None;
                     // Flush only when the reader has drained: one flush per burst, not per chunk.
                     if self.unflushed {
                         ready!(writer.as_mut().poll_flush(cx)).map_err(HalfError::Write)?;
@@ -248,16 +263,32 @@ impl Half {
                 }
                 Poll::Ready(Err(e)) if is_unclean_eof(&e) => self.read_done = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(HalfError::Read(e))),
+                Poll::Ready(Ok(())) if read_buf.filled().is_empty() => self.read_done = true,
                 Poll::Ready(Ok(())) => {
-                    let n = read_buf.filled().len();
-                    if n == 0 {
-                        self.read_done = true;
-                    } else {
-                        self.end = n;
-                        self.counter
-                            .count(&self.buf[..n])
-                            .map_err(HalfError::Corrupt)?;
+                    // A TLS stream hands out one record per read: gather what is already
+                    // there into this chunk so it leaves in one write.
+                    while read_buf.remaining() >= MIN_READ_ROOM {
+                        let before = read_buf.filled().len();
+                        match reader.as_mut().poll_read(cx, &mut read_buf) {
+                            Poll::Pending => break,
+                            Poll::Ready(Ok(())) if read_buf.filled().len() == before => {
+                                self.read_done = true;
+                                break;
+                            }
+                            Poll::Ready(Ok(())) => {}
+                            Poll::Ready(Err(e)) if is_unclean_eof(&e) => {
+                                self.read_done = true;
+                                break;
+                            }
+                            Poll::Ready(Err(e)) => {
+                                self.deferred_error = Some(e);
+                                break;
+                            }
+                        }
                     }
+                    let n = read_buf.filled().len();
+                    self.end = n;
+                    self.counter.count(&buf[..n]).map_err(HalfError::Corrupt)?;
                 }
             }
         }

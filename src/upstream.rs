@@ -22,6 +22,7 @@ use crate::auth::{AuthError, AuthStep, PasswordAuthenticator};
 use crate::protocol::error_response::{self, ErrorResponse};
 use crate::protocol::frame::{FrameHeader, HEADER_LEN};
 use crate::protocol::{CancelKey, parse_auth_request};
+use crate::read_ahead::ReadAhead;
 use crate::tls::{SslMode, describe_handshake_error};
 
 /// Largest message accepted from the server before the relay starts. Login messages are
@@ -64,8 +65,8 @@ impl UpstreamEndpoint {
 pub enum UpstreamStream {
     /// Plain TCP (`sslmode=disable`).
     Plain(TcpStream),
-    /// TLS over TCP.
-    Tls(Box<TlsStream<TcpStream>>),
+    /// TLS over TCP, the socket read ahead in large chunks (see `read_ahead`).
+    Tls(Box<TlsStream<ReadAhead<TcpStream>>>),
 }
 
 impl AsyncRead for UpstreamStream {
@@ -283,7 +284,7 @@ async fn start_tls(
             message: format!("\"{}\" is not a valid TLS server name: {e}", endpoint.host),
         })?;
     let tls = TlsConnector::from(config)
-        .connect(server_name, tcp)
+        .connect(server_name, ReadAhead::new(tcp))
         .await
         .map_err(|e| UpstreamError::Handshake {
             address,
