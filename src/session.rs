@@ -111,6 +111,17 @@ enum NegotiationError {
     Io(#[from] std::io::Error),
 }
 
+impl NegotiationError {
+    /// The SQLSTATE the client is refused with: `0A000` for a protocol version the proxy
+    /// does not speak, `08P01` for every other broken negotiation.
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            NegotiationError::Packet(e) => e.sqlstate(),
+            _ => "08P01",
+        }
+    }
+}
+
 /// What one connection did, for its close log line and the metrics.
 #[derive(Debug)]
 struct Summary {
@@ -206,8 +217,9 @@ where
         }
         Ok(Err(e)) => {
             tracing::info!(target_name = target, client = %peer, error = %e, "bad startup packet");
-            refuse(client, ErrorResponse::fatal("08P01", e.to_string())).await;
-            return Summary::refused(Outcome::ProtocolError, "08P01");
+            let sqlstate = e.sqlstate();
+            refuse(client, ErrorResponse::fatal(sqlstate, e.to_string())).await;
+            return Summary::refused(Outcome::ProtocolError, sqlstate);
         }
         Ok(Ok(Negotiated::Gone)) => return Summary::new(Outcome::NoStartup),
         Ok(Ok(Negotiated::Cancel(key))) => {
@@ -240,14 +252,14 @@ where
     let mut gss_seen = false;
     loop {
         let mut length = [0u8; 4];
-        match client.read(&mut length[..1]).await? {
-            0 => return Ok(Negotiated::Gone),
-            _ => client.read_exact(&mut length[1..]).await?,
-        };
+        if client.read(&mut length[..1]).await? == 0 {
+            return Ok(Negotiated::Gone);
+        }
+        fill(client, &mut length, 1, startup::MIN_STARTUP_PACKET_LEN).await?;
         let len = startup::packet_len(length)?;
         let mut packet = vec![0u8; len];
         packet[..4].copy_from_slice(&length);
-        client.read_exact(&mut packet[4..]).await?;
+        fill(client, &mut packet, 4, len).await?;
         match startup::parse_first_packet(&packet)? {
             FirstPacket::SslRequest if ssl_seen => {
                 return Err(NegotiationError::Repeated("SSLRequest"));
@@ -267,6 +279,30 @@ where
             FirstPacket::Startup(params) => return Ok(Negotiated::Startup(params)),
         }
     }
+}
+
+/// Reads into `buf` after its first `filled` bytes until it is full. An end of stream part
+/// way through is an incomplete packet (a protocol error, as PostgreSQL logs it), unlike a
+/// client that leaves between packets.
+async fn fill<C>(
+    client: &mut C,
+    buf: &mut [u8],
+    mut filled: usize,
+    expected: usize,
+) -> Result<(), NegotiationError>
+where
+    C: AsyncRead + Unpin,
+{
+    while filled < buf.len() {
+        match client.read(&mut buf[filled..]).await? {
+            0 => {
+                let got = filled;
+                return Err(StartupError::Truncated { expected, got }.into());
+            }
+            n => filled += n,
+        }
+    }
+    Ok(())
 }
 
 /// Steps 2–7 for a client that sent a StartupMessage.

@@ -62,7 +62,7 @@ impl StartupParams {
 }
 
 /// Why a first packet was refused. Every message tells a person what their client did wrong;
-/// the session sends it as ErrorResponse 08P01 (protocol violation) and closes.
+/// the session sends it as an ErrorResponse with [`StartupError::sqlstate`] and closes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StartupError {
     /// The length field is below the smallest packet.
@@ -75,8 +75,8 @@ pub enum StartupError {
         "invalid length of startup packet: {0} bytes (at most 10000): send fewer or shorter startup parameters"
     )]
     TooLong(u32),
-    /// The packet ended before its length field said it would.
-    #[error("startup packet is truncated: expected {expected} bytes, got {got}")]
+    /// The packet ended before its length field said it would (the client closed part way).
+    #[error("incomplete startup packet: expected {expected} bytes, got {got}")]
     Truncated {
         /// The length field.
         expected: usize,
@@ -119,6 +119,19 @@ pub enum StartupError {
     /// A parameter name or value that is not UTF-8.
     #[error("invalid startup packet: parameter {0} is not valid UTF-8")]
     NotUtf8(ParamPart),
+}
+
+impl StartupError {
+    /// The SQLSTATE of the ErrorResponse that refuses the packet, as PostgreSQL's
+    /// `ProcessStartupPacket` chooses it: a protocol version it does not speak is
+    /// `0A000` (feature_not_supported, "unsupported frontend protocol"); everything else is a
+    /// malformed packet, `08P01` (protocol_violation).
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            StartupError::OldProtocol { .. } | StartupError::UnknownProtocol { .. } => "0A000",
+            _ => "08P01",
+        }
+    }
 }
 
 /// Which half of a parameter was broken, for error messages.
@@ -331,9 +344,28 @@ mod tests {
     fn truncated_packet() {
         let mut p = packet(PROTOCOL_3_0, b"user\0a\0\0");
         p.pop();
-        assert!(matches!(
-            parse_first_packet(&p),
-            Err(StartupError::Truncated { .. })
-        ));
+        let err = parse_first_packet(&p).unwrap_err();
+        assert!(matches!(err, StartupError::Truncated { .. }));
+        assert!(err.to_string().starts_with("incomplete startup packet"));
+        assert_eq!(err.sqlstate(), "08P01");
+    }
+
+    #[test]
+    fn unsupported_protocols_are_feature_not_supported() {
+        // PostgreSQL answers a version it does not speak with 0A000, not 08P01.
+        for code in [0x0002_0000, 0x0001_0000, 0x0004_0000, 0x04d2_1631] {
+            let err = parse_first_packet(&packet(code, b"user\0a\0\0")).unwrap_err();
+            assert_eq!(err.sqlstate(), "0A000", "{err}");
+        }
+        let malformed = [
+            packet_len([0, 0, 0, 7]).unwrap_err(),
+            packet_len([0, 0, 0x27, 0x11]).unwrap_err(),
+            parse_first_packet(&packet(PROTOCOL_3_0, b"user\0a\0")).unwrap_err(),
+            parse_first_packet(&packet(PROTOCOL_3_0, b"\xff\0a\0\0")).unwrap_err(),
+            parse_first_packet(&packet(CANCEL_REQUEST_CODE, b"")).unwrap_err(),
+        ];
+        for err in malformed {
+            assert_eq!(err.sqlstate(), "08P01", "{err}");
+        }
     }
 }
