@@ -51,6 +51,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use redshift_auth_proxy::credentials::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_postgres::NoTls;
@@ -99,10 +100,11 @@ struct State {
     grace: Duration,
 }
 
-/// Credentials as one API call hands them out.
+/// Credentials as one API call hands them out. The password is a `Secret`, so it cannot
+/// reach the stand-in's log by accident and is wiped once the answer is written.
 struct Issued {
     db_user: String,
-    password: String,
+    password: Secret,
     expiration: u64,
     next_refresh: u64,
 }
@@ -381,7 +383,9 @@ impl State {
             code: "InternalFailure",
             message: what,
         };
-        let password = hex(&random_bytes::<16>().map_err(|e| internal(e.to_string()))?);
+        let password = Secret::new(hex(
+            &random_bytes::<16>().map_err(|e| internal(e.to_string()))?
+        ));
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| internal(e.to_string()))?
@@ -398,7 +402,7 @@ impl State {
         let role = ident(db_user);
         // Store a SCRAM verifier, so the cleartext password never reaches the server (or its
         // log, should the statement fail).
-        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+        let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
         let mut sql = String::new();
         let still_valid: Option<bool> = client
             .query_opt(
@@ -459,7 +463,7 @@ fn json_response(result: Result<Issued, ApiError>, request_id: &str) -> Response
             None,
             serde_json::json!({
                 "dbUser": issued.db_user,
-                "dbPassword": issued.password,
+                "dbPassword": issued.password.expose(),
                 "expiration": issued.expiration,
                 "nextRefreshTime": issued.next_refresh,
             }),
@@ -505,7 +509,7 @@ fn xml_response(
                      <ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>\
                      </{action}Response>",
                     xml_escape(&issued.db_user),
-                    issued.password,
+                    xml_escape(issued.password.expose()),
                     iso8601(issued.expiration)
                 ),
             )

@@ -1,11 +1,14 @@
 //! The binary: parse flags, load configuration, set up logging, build each target's
-//! credential source and TLS configuration, serve until SIGINT/SIGTERM.
+//! credential source and TLS configuration, serve until SIGINT/SIGTERM. The `hash-password`
+//! subcommand prints a users-file line instead.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use redshift_auth_proxy::check::check_target;
-use redshift_auth_proxy::config::{Cli, LogFormat, ProxyConfig};
+use redshift_auth_proxy::client_tls;
+use redshift_auth_proxy::config::{Cli, Command, LogFormat, ProxyConfig};
+use redshift_auth_proxy::hash_password;
 use redshift_auth_proxy::health::Health;
 use redshift_auth_proxy::http::{self, HttpState};
 use redshift_auth_proxy::metrics::Metrics;
@@ -17,6 +20,18 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::HashPassword { user }) = &cli.command {
+        return match hash_password::run(user.as_deref()) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("redshift-auth-proxy hash-password: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match ProxyConfig::load(&cli) {
         Ok(config) => config,
         Err(e) => {
@@ -25,10 +40,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("redshift-auth-proxy: cannot start the async runtime: {e}");
@@ -73,6 +89,12 @@ async fn run(config: ProxyConfig, check: bool) -> anyhow::Result<bool> {
     if check {
         return Ok(run_checks(&assembled).await);
     }
+    if let Some(address) = config.client.unauthenticated_remote {
+        tracing::warn!(
+            address = %address,
+            "listening on a non-loopback address without client authentication (--allow-unauthenticated-remote): anyone who can reach these ports acts with this proxy's IAM identity"
+        );
+    }
     let health = Health::new();
     let requested = CancellationToken::new();
     let http_stop = CancellationToken::new();
@@ -85,7 +107,17 @@ async fn run(config: ProxyConfig, check: bool) -> anyhow::Result<bool> {
         };
         tokio::spawn(http::serve(listener, state, http_stop.clone()));
     }
-    let server = Server::bind(assembled.targets, config.max_connections).await?;
+    let mut server = Server::bind(assembled.targets, config.max_connections).await?;
+    if let Some(dir) = &config.client.unix_socket {
+        server.add_unix_socket(dir)?;
+    }
+    if let Some(tls) = assembled.client_tls {
+        tokio::spawn(client_tls::watch(
+            tls,
+            client_tls::POLL_INTERVAL,
+            http_stop.clone(),
+        ));
+    }
     let stop = StopTokens::default();
     tokio::spawn(shutdown::watch_signals(requested.clone()));
     tokio::spawn(shutdown::drive(

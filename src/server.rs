@@ -1,19 +1,23 @@
 //! Listeners, one per target, and the accept loops that hand each client to a session task.
 //! A target at `--max-connections` refuses the next client with 53300. Sessions are tracked
 //! so a stop can close the listeners, let sessions finish, then end the rest, and wait for
-//! every task: no socket or task outlives `run`.
+//! every task: no socket or task outlives `run`. The first target may also listen on a Unix
+//! socket (`--unix-socket`), sharing its connection limit.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client_stream::ClientAddr;
 use crate::health::{Capacity, Health};
 use crate::session::{self, Outcome, TargetContext};
+use crate::unix_socket::{self, SocketFile, UnixSocketError};
 
 /// After sessions are told to end, how long one still in its login may take before it is
 /// dropped (a session in the relay ends at once, with 57P01).
@@ -23,6 +27,8 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 struct BoundTarget {
     listener: TcpListener,
+    /// The Unix socket serving the same target, with its file (removed when dropped).
+    unix: Option<(UnixListener, SocketFile)>,
     ctx: Arc<TargetContext>,
     capacity: Capacity,
 }
@@ -79,6 +85,7 @@ impl Server {
             };
             bound.push(BoundTarget {
                 listener,
+                unix: None,
                 ctx,
                 capacity,
             });
@@ -95,6 +102,26 @@ impl Server {
             .iter()
             .filter_map(|t| t.listener.local_addr().ok())
             .collect()
+    }
+
+    /// Also serves the first target on `DIR/.s.PGSQL.<port>`, with the port it listens on
+    /// over TCP (libpq's name, so `psql -h DIR -p PORT` finds it). Returns the socket's path.
+    pub fn add_unix_socket(&mut self, dir: &Path) -> Result<PathBuf, UnixSocketError> {
+        let Some(first) = self.targets.first_mut() else {
+            return Err(UnixSocketError::NotADirectory(dir.to_owned()));
+        };
+        let port = first
+            .listener
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(|source| UnixSocketError::Bind {
+                path: dir.to_owned(),
+                source,
+            })?;
+        let (listener, file) = unix_socket::bind(dir, port)?;
+        let path = file.path().to_owned();
+        first.unix = Some((listener, file));
+        Ok(path)
     }
 
     /// Accepts clients until `stop.stop_accepting` fires, then waits for every session to
@@ -150,13 +177,16 @@ async fn accept_loop(
     if let Ok(address) = bound.listener.local_addr() {
         tracing::info!(target_name = %label, listen = %address, upstream = %bound.ctx.endpoint.address(), "listening");
     }
+    if let Some((_, file)) = &bound.unix {
+        tracing::info!(target_name = %label, socket = %file.path().display(), upstream = %bound.ctx.endpoint.address(), "listening");
+    }
     loop {
         let accepted = tokio::select! {
             _ = stop.stop_accepting.cancelled() => break,
-            accepted = bound.listener.accept() => accepted,
+            accepted = accept(&bound.listener, bound.unix.as_ref().map(|(l, _)| l)) => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => {
+            Ok(stream) => {
                 let ctx = bound.ctx.clone();
                 let end = stop.end_sessions.clone();
                 let admission = Admission::try_new(&bound.capacity);
@@ -168,7 +198,7 @@ async fn accept_loop(
                     let admitted = admission.is_some();
                     let outcome = tokio::select! {
                         biased;
-                        outcome = serve_tcp(stream, peer, ctx, end.clone(), admitted) => outcome,
+                        outcome = serve_accepted(stream, ctx, end.clone(), admitted) => outcome,
                         // A session still logging in when the end comes is dropped.
                         _ = async { end.cancelled().await; tokio::time::sleep(KILL_GRACE).await } => Outcome::Shutdown,
                     };
@@ -186,16 +216,40 @@ async fn accept_loop(
         }
     }
     drop(bound.listener);
+    // Removes the socket file.
+    drop(bound.unix);
     tracing::info!(target_name = %label, "listener closed");
 }
 
-async fn serve_tcp(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// A connection from either listener of a target.
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+async fn accept(tcp: &TcpListener, unix: Option<&UnixListener>) -> std::io::Result<Accepted> {
+    let Some(unix) = unix else {
+        return tcp.accept().await.map(|(s, peer)| Accepted::Tcp(s, peer));
+    };
+    tokio::select! {
+        accepted = tcp.accept() => accepted.map(|(s, peer)| Accepted::Tcp(s, peer)),
+        accepted = unix.accept() => accepted.map(|(s, _)| Accepted::Unix(s)),
+    }
+}
+
+async fn serve_accepted(
+    accepted: Accepted,
     ctx: Arc<TargetContext>,
     end: CancellationToken,
     admitted: bool,
 ) -> Outcome {
-    let _ = stream.set_nodelay(true);
-    session::serve(stream, peer, ctx, end, admitted).await
+    match accepted {
+        Accepted::Tcp(stream, peer) => {
+            let _ = stream.set_nodelay(true);
+            session::serve(stream, ClientAddr::Tcp(peer), ctx, end, admitted).await
+        }
+        Accepted::Unix(stream) => {
+            session::serve(stream, ClientAddr::Unix, ctx, end, admitted).await
+        }
+    }
 }

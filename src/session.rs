@@ -2,7 +2,6 @@
 //! upstream, auth, greeting, relay (design section 2). Each step's failure becomes an
 //! ErrorResponse with a SQLSTATE and a message the user can act on.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::PasswordAuthenticator;
 use crate::cancel::CancelRegistry;
-use crate::credentials::{CredentialError, CredentialRequest, CredentialSource, resolve_db_user};
+use crate::client_auth::{self, ClientAuthError, ClientPolicy};
+use crate::client_stream::{ClientAddr, ClientStream};
+use crate::client_tls::ClientTls;
+use crate::credentials::{
+    CredentialError, CredentialRequest, CredentialSource, Origin, resolve_db_user,
+};
 use crate::metrics::TargetMetrics;
 use crate::protocol::startup::{self, StartupError};
 use crate::protocol::{ErrorResponse, FirstPacket, StartupParams, messages};
@@ -27,6 +31,8 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_DATABASE: &str = "dev";
 /// At most this much client input is read and dropped while closing after a refusal.
 const DISCARD_LIMIT: usize = 64 * 1024;
+/// SQLSTATE invalid_password: what the server answers a wrong or expired password with.
+const INVALID_PASSWORD: &str = "28P01";
 
 /// Everything a session needs to know about its target, shared by all its sessions.
 #[derive(Debug)]
@@ -45,6 +51,8 @@ pub struct TargetContext {
     pub idle_timeout: Option<Duration>,
     /// The target's metric handles.
     pub metrics: TargetMetrics,
+    /// Client TLS and client authentication (the same for every target).
+    pub client: Arc<ClientPolicy>,
 }
 
 /// How a session ended, for the close log line and metric labels.
@@ -72,6 +80,9 @@ pub enum Outcome {
     IdleTimeout,
     /// The target was at `--max-connections`.
     TooManyConnections,
+    /// The client did not authenticate to the proxy (`--client-auth`), or a plain-text
+    /// client met `--client-sslmode require`.
+    ClientAuthFailed,
 }
 
 impl Outcome {
@@ -89,6 +100,7 @@ impl Outcome {
             Outcome::Shutdown => "shutdown",
             Outcome::IdleTimeout => "idle_timeout",
             Outcome::TooManyConnections => "too_many_connections",
+            Outcome::ClientAuthFailed => "client_auth_failed",
         }
     }
 }
@@ -109,6 +121,8 @@ enum NegotiationError {
     Repeated(&'static str),
     #[error("connection lost during startup: {0}")]
     Io(#[from] std::io::Error),
+    #[error("client TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
 }
 
 impl NegotiationError {
@@ -157,8 +171,8 @@ impl Summary {
 /// `admitted` (its target is at `--max-connections`) may still cancel, but its
 /// StartupMessage is refused with 53300.
 pub async fn serve<C>(
-    mut client: C,
-    peer: SocketAddr,
+    client: C,
+    peer: ClientAddr,
     ctx: Arc<TargetContext>,
     shutdown: CancellationToken,
     admitted: bool,
@@ -168,6 +182,7 @@ where
 {
     let started = Instant::now();
     ctx.metrics.active.inc();
+    let mut client = ClientStream::Plain(client);
     let summary = serve_inner(&mut client, peer, &ctx, shutdown, started, admitted).await;
     ctx.metrics.active.dec();
     let duration = started.elapsed();
@@ -191,8 +206,8 @@ where
 }
 
 async fn serve_inner<C>(
-    client: &mut C,
-    peer: SocketAddr,
+    client: &mut ClientStream<C>,
+    peer: ClientAddr,
     ctx: &TargetContext,
     shutdown: CancellationToken,
     started: Instant,
@@ -202,7 +217,8 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let target = ctx.target.label();
-    let params = match tokio::time::timeout(ctx.startup_timeout, negotiate(client)).await {
+    let tls = ctx.client.tls.as_deref();
+    let params = match tokio::time::timeout(ctx.startup_timeout, negotiate(client, tls)).await {
         Err(_) => {
             let message = format!(
                 "no startup packet received within {:?} (--startup-timeout): the client must send its StartupMessage after connecting",
@@ -214,6 +230,11 @@ where
         Ok(Err(NegotiationError::Io(e))) => {
             tracing::debug!(target_name = target, client = %peer, error = %e, "client left during startup");
             return Summary::new(Outcome::NoStartup);
+        }
+        Ok(Err(NegotiationError::Handshake(e))) => {
+            // Nothing can be sent: the client expects TLS and the TLS session failed.
+            tracing::info!(target_name = target, client = %peer, error = %e, "client TLS handshake failed");
+            return Summary::new(Outcome::ProtocolError);
         }
         Ok(Err(e)) => {
             tracing::info!(target_name = target, client = %peer, error = %e, "bad startup packet");
@@ -239,12 +260,74 @@ where
         refuse(client, ErrorResponse::fatal("53300", message)).await;
         return Summary::refused(Outcome::TooManyConnections, "53300");
     }
+    if let Err(summary) = admit_client(client, peer, ctx, &params).await {
+        return summary;
+    }
     open_session(client, peer, ctx, params, started, shutdown).await
 }
 
-/// Reads first packets until the StartupMessage, refusing SSL and GSS encryption (client
-/// TLS is configured in a later step of the roadmap).
-async fn negotiate<C>(client: &mut C) -> Result<Negotiated, NegotiationError>
+/// `--client-sslmode require` and `--client-auth` (design section 2, before step 3): the
+/// client is refused before any credential is fetched or the server is contacted.
+async fn admit_client<C>(
+    client: &mut ClientStream<C>,
+    peer: ClientAddr,
+    ctx: &TargetContext,
+    params: &StartupParams,
+) -> Result<(), Summary>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let target = ctx.target.label();
+    if ctx.client.require_tls && !client.is_tls() && !peer.is_local_socket() {
+        tracing::info!(target_name = target, client = %peer, "refused: plain-text client and --client-sslmode require");
+        let error = ErrorResponse::fatal(
+            "08P01",
+            "this proxy requires TLS (--client-sslmode require): connect with sslmode=require (or verify-ca, verify-full)",
+        );
+        refuse(client, error).await;
+        return Err(Summary::refused(Outcome::ClientAuthFailed, "08P01"));
+    }
+    let user = params.get("user");
+    let authenticated = tokio::time::timeout(ctx.startup_timeout, async {
+        let certificate = client.peer_certificate().cloned();
+        client_auth::authenticate(&ctx.client.auth, client, user, certificate.as_ref()).await
+    })
+    .await;
+    let error = match authenticated {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(ClientAuthError::Gone)) => {
+            tracing::debug!(target_name = target, client = %peer, "client left during client authentication");
+            return Err(Summary::new(Outcome::ClientAuthFailed));
+        }
+        Ok(Err(e)) => e,
+        Err(_) => ClientAuthError::Protocol(format!(
+            "client authentication not completed within {:?} (--startup-timeout)",
+            ctx.startup_timeout
+        )),
+    };
+    let known = match &error {
+        ClientAuthError::Password { known, .. } => Some(*known),
+        _ => None,
+    };
+    tracing::info!(target_name = target, client = %peer, user = user.unwrap_or(""), known_user = ?known, sqlstate = error.sqlstate(), error = %error, "client authentication failed");
+    if let Some(reason) = error.metric_reason() {
+        ctx.metrics.auth_failure(reason);
+    }
+    let sqlstate = error.sqlstate();
+    let mut response = ErrorResponse::fatal(sqlstate, error.to_string());
+    if let Some(hint) = error.hint() {
+        response = response.with_hint(hint);
+    }
+    refuse(client, response).await;
+    Err(Summary::refused(Outcome::ClientAuthFailed, sqlstate))
+}
+
+/// Reads first packets until the StartupMessage. SSLRequest gets `S` and a TLS handshake
+/// when client TLS is configured (`tls`), else `N`; GSSENCRequest always gets `N`.
+async fn negotiate<C>(
+    client: &mut ClientStream<C>,
+    tls: Option<&ClientTls>,
+) -> Result<Negotiated, NegotiationError>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -269,7 +352,17 @@ where
             }
             FirstPacket::SslRequest => {
                 ssl_seen = true;
-                client.write_all(&[messages::REFUSE_ENCRYPTION]).await?;
+                match tls {
+                    Some(tls) if !client.is_tls() => {
+                        client.write_all(&[messages::ACCEPT_ENCRYPTION]).await?;
+                        client.flush().await?;
+                        client
+                            .start_tls(tls.acceptor())
+                            .await
+                            .map_err(NegotiationError::Handshake)?;
+                    }
+                    _ => client.write_all(&[messages::REFUSE_ENCRYPTION]).await?,
+                }
             }
             FirstPacket::GssEncRequest => {
                 gss_seen = true;
@@ -308,7 +401,7 @@ where
 /// Steps 2–7 for a client that sent a StartupMessage.
 async fn open_session<C>(
     client: &mut C,
-    peer: SocketAddr,
+    peer: ClientAddr,
     ctx: &TargetContext,
     params: StartupParams,
     started: Instant,
@@ -329,67 +422,87 @@ where
             return Summary::refused(Outcome::CredentialError, e.sqlstate());
         }
     };
-    let credentials = match ctx.credentials.credentials(&request).await {
+    let mut credentials = match ctx.credentials.credentials(&request).await {
         Ok(credentials) => credentials,
-        Err(e) => {
-            tracing::warn!(target_name = target, client = %peer, db_user = request.db_user.as_deref().unwrap_or(""), api = ctx.credentials.api(), reason = e.reason(), error = %e, "no credentials");
-            if e.sqlstate().starts_with("28") {
-                ctx.metrics.auth_failure(e.reason());
+        Err(e) => return no_credentials(client, peer, ctx, &request, e).await,
+    };
+
+    // A password served from the cache may have expired or been replaced since it was
+    // fetched: when the server refuses it as a wrong password (28P01), it is forgotten and
+    // the login tried once more with fresh credentials before the client hears of it.
+    let mut retried = false;
+    let (mut server, greeting, dropped) = loop {
+        let (upstream_params, dropped) =
+            upstream::upstream_startup_params(&params.params, &credentials.user, &request.database);
+        if !retried {
+            for name in &dropped {
+                tracing::debug!(
+                    target_name = target,
+                    parameter = name,
+                    "dropped protocol extension parameter"
+                );
             }
-            refuse(client, ErrorResponse::fatal(e.sqlstate(), e.to_string())).await;
-            return Summary::refused(Outcome::CredentialError, e.sqlstate());
+        }
+        let mut auth =
+            PasswordAuthenticator::new(credentials.user.clone(), credentials.password.clone());
+        let address = ctx.endpoint.address();
+        let login = async {
+            let mut server = upstream::connect(&ctx.endpoint).await?;
+            let greeting =
+                upstream::login(&mut server, &address, &upstream_params, &mut auth).await?;
+            Ok::<_, UpstreamError>((server, greeting))
+        };
+        let db_user = Some(credentials.user.clone());
+        match login.await {
+            Ok((server, greeting)) => break (server, greeting, dropped),
+            Err(UpstreamError::Server {
+                forward,
+                sqlstate,
+                message,
+            }) => {
+                tracing::info!(target_name = target, client = %peer, db_user = %credentials.user, sqlstate = %sqlstate, message = %message, retried, "server refused the login");
+                // 28P01 invalid_password / 28000 invalid_authorization: this password is no good.
+                if sqlstate.starts_with("28") {
+                    ctx.credentials.invalidate(&request, &credentials);
+                    ctx.metrics.auth_failure("server_rejected");
+                }
+                if sqlstate == INVALID_PASSWORD && credentials.origin == Origin::Cached && !retried
+                {
+                    retried = true;
+                    tracing::info!(
+                        target_name = target,
+                        client = %peer,
+                        db_user = %credentials.user,
+                        api = ctx.credentials.api(),
+                        "the server refused a cached password (expired or replaced since it was fetched): fetching fresh credentials and logging in once more"
+                    );
+                    credentials = match ctx.credentials.credentials(&request).await {
+                        Ok(fresh) => fresh,
+                        Err(e) => return no_credentials(client, peer, ctx, &request, e).await,
+                    };
+                    continue;
+                }
+                forward_and_close(client, &forward).await;
+                return Summary {
+                    db_user,
+                    ..Summary::refused(Outcome::LoginRefused, &sqlstate)
+                };
+            }
+            Err(e) => {
+                tracing::warn!(target_name = target, client = %peer, upstream = %address, kind = e.kind(), error = %e, "upstream login failed");
+                if let UpstreamError::Auth(auth_error) = &e {
+                    ctx.metrics.auth_failure(auth_error.reason());
+                }
+                let mut summary = Summary::new(Outcome::UpstreamError);
+                if let Some(error) = e.client_error() {
+                    summary.sqlstate = Some(error.code.to_owned());
+                    refuse(client, error).await;
+                }
+                return Summary { db_user, ..summary };
+            }
         }
     };
     let db_user = Some(credentials.user.clone());
-
-    let (upstream_params, dropped) =
-        upstream::upstream_startup_params(&params.params, &credentials.user, &request.database);
-    for name in &dropped {
-        tracing::debug!(
-            target_name = target,
-            parameter = name,
-            "dropped protocol extension parameter"
-        );
-    }
-    let mut auth = PasswordAuthenticator::new(credentials.user.clone(), credentials.password);
-    let address = ctx.endpoint.address();
-    let login = async {
-        let mut server = upstream::connect(&ctx.endpoint).await?;
-        let greeting = upstream::login(&mut server, &address, &upstream_params, &mut auth).await?;
-        Ok::<_, UpstreamError>((server, greeting))
-    };
-    let (mut server, greeting) = match login.await {
-        Ok(ok) => ok,
-        Err(UpstreamError::Server {
-            forward,
-            sqlstate,
-            message,
-        }) => {
-            tracing::info!(target_name = target, client = %peer, db_user = %credentials.user, sqlstate = %sqlstate, message = %message, "server refused the login");
-            // 28P01 invalid_password / 28000 invalid_authorization: this password is no good.
-            if sqlstate.starts_with("28") {
-                ctx.credentials.invalidate(&request);
-                ctx.metrics.auth_failure("server_rejected");
-            }
-            forward_and_close(client, &forward).await;
-            return Summary {
-                db_user,
-                ..Summary::refused(Outcome::LoginRefused, &sqlstate)
-            };
-        }
-        Err(e) => {
-            tracing::warn!(target_name = target, client = %peer, upstream = %address, kind = e.kind(), error = %e, "upstream login failed");
-            if let UpstreamError::Auth(auth_error) = &e {
-                ctx.metrics.auth_failure(auth_error.reason());
-            }
-            let mut summary = Summary::new(Outcome::UpstreamError);
-            if let Some(error) = e.client_error() {
-                summary.sqlstate = Some(error.code.to_owned());
-                refuse(client, error).await;
-            }
-            return Summary { db_user, ..summary };
-        }
-    };
 
     let mut hello = BytesMut::with_capacity(greeting.forward.len() + 64);
     if params.minor_version > 0 || !dropped.is_empty() {
@@ -486,6 +599,27 @@ where
         let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, client.shutdown()).await;
     }
     summary
+}
+
+/// Refuses a client for which no credentials could be had: 28000 when a permission or an
+/// identity is wrong, 08001 when AWS cannot be reached (the error's own SQLSTATE).
+async fn no_credentials<C>(
+    client: &mut C,
+    peer: ClientAddr,
+    ctx: &TargetContext,
+    request: &CredentialRequest,
+    e: CredentialError,
+) -> Summary
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let target = ctx.target.label();
+    tracing::warn!(target_name = target, client = %peer, db_user = request.db_user.as_deref().unwrap_or(""), api = ctx.credentials.api(), reason = e.reason(), error = %e, "no credentials");
+    if e.sqlstate().starts_with("28") {
+        ctx.metrics.auth_failure(e.reason());
+    }
+    refuse(client, ErrorResponse::fatal(e.sqlstate(), e.to_string())).await;
+    Summary::refused(Outcome::CredentialError, e.sqlstate())
 }
 
 /// Decides the database user and database for a client that sent `client_user` and

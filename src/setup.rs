@@ -1,13 +1,19 @@
 //! Turns a validated `ProxyConfig` into what the listeners serve: for each target, its
 //! credential source (static, or an AWS API behind the cache), its upstream endpoint (looked
-//! up in AWS for the JDBC short forms) and its TLS configuration. The binary and the
-//! end-to-end tests build the proxy through this one path.
+//! up in AWS for the JDBC short forms) and its TLS configuration; and, once for all targets,
+//! the client TLS configuration and client authentication. The binary and the end-to-end
+//! tests build the proxy through this one path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::cancel::CancelRegistry;
-use crate::config::{ListenTarget, ProxyConfig};
+use crate::client_auth::{
+    ClientAuth, ClientAuthError, ClientAuthMethod, ClientPolicy, ClientSslMode, ScramUsers,
+    UsersFileError,
+};
+use crate::client_tls::{ClientTls, ClientTlsError};
+use crate::config::{ClientSettings, ListenTarget, ProxyConfig};
 use crate::credentials::{
     AwsClients, CachePolicy, CachedSource, ClusterCredentials, ClusterOptions, CredentialError,
     CredentialSource, ServerlessCredentials, StaticPassword, lookup_endpoint,
@@ -45,6 +51,19 @@ pub enum SetupError {
         /// Why.
         source: CredentialError,
     },
+    /// The client TLS certificate, key or CA cannot be used.
+    #[error("client TLS: {0}")]
+    ClientTls(#[from] ClientTlsError),
+    /// The users file for `--client-auth scram` cannot be used.
+    #[error(transparent)]
+    ClientUsers(#[from] UsersFileError),
+    /// `scram` without a users file (refused by config validation, so only reachable
+    /// through the library API).
+    #[error("client_auth = scram needs a users file (--client-users FILE)")]
+    NoUsersFile,
+    /// Client authentication cannot be set up.
+    #[error("client authentication: {0}")]
+    ClientAuth(#[from] ClientAuthError),
     /// A target with neither a password nor an AWS name (refused by config validation, so
     /// only reachable through the library API).
     #[error(
@@ -60,6 +79,8 @@ pub struct Assembled {
     pub targets: Vec<(SocketAddr, Arc<TargetContext>)>,
     /// The cancel registry every target shares.
     pub cancel: Arc<CancelRegistry>,
+    /// The client TLS configuration, for the reload watcher.
+    pub client_tls: Option<Arc<ClientTls>>,
 }
 
 /// Builds every target of `config`. AWS credentials are only loaded when some target needs
@@ -80,13 +101,65 @@ pub async fn assemble(
         ),
         false => None,
     };
+    let client = Arc::new(client_policy(&config.client)?);
+    let client_tls = client.tls.clone();
     let mut targets = Vec::with_capacity(config.targets.len());
     for listen in &config.targets {
         let target_metrics = metrics.target(listen.target.label());
-        let ctx = target_context(config, listen, aws.as_ref(), &cancel, target_metrics).await?;
+        let ctx = target_context(
+            config,
+            listen,
+            aws.as_ref(),
+            &cancel,
+            &client,
+            target_metrics,
+        )
+        .await?;
         targets.push((listen.listen, Arc::new(ctx)));
     }
-    Ok(Assembled { targets, cancel })
+    Ok(Assembled {
+        targets,
+        cancel,
+        client_tls,
+    })
+}
+
+/// Loads the client TLS files (or makes the self-signed certificate, logging its
+/// fingerprint) and the users file.
+pub fn client_policy(settings: &ClientSettings) -> Result<ClientPolicy, SetupError> {
+    let tls = match &settings.tls {
+        Some(tls_settings) => {
+            let tls = ClientTls::load(tls_settings.clone())?;
+            if tls.is_self_signed() {
+                tracing::info!(
+                    fingerprint_sha256 = %tls.fingerprint(),
+                    "client TLS: generated a self-signed certificate; clients cannot verify it against a CA, compare or pin this fingerprint"
+                );
+            } else {
+                tracing::info!(fingerprint_sha256 = %tls.fingerprint(), "client TLS certificate loaded");
+            }
+            Some(Arc::new(tls))
+        }
+        None => None,
+    };
+    let auth = match settings.auth {
+        ClientAuthMethod::Trust => ClientAuth::Trust,
+        ClientAuthMethod::Cert => ClientAuth::Cert,
+        ClientAuthMethod::Scram => {
+            let path = settings
+                .users_file
+                .as_deref()
+                .ok_or(SetupError::NoUsersFile)?;
+            let users = ScramUsers::load(path)?;
+            tracing::info!(users = users.len(), file = %path.display(), "client authentication: scram");
+            ClientAuth::scram(users)?
+        }
+    };
+    Ok(ClientPolicy {
+        tls,
+        require_tls: settings.sslmode == ClientSslMode::Require,
+        auth,
+    })
 }
 
 async fn target_context(
@@ -94,6 +167,7 @@ async fn target_context(
     listen: &ListenTarget,
     aws: Option<&AwsClients>,
     cancel: &Arc<CancelRegistry>,
+    client: &Arc<ClientPolicy>,
     metrics: TargetMetrics,
 ) -> Result<TargetContext, SetupError> {
     let target = &listen.target;
@@ -130,6 +204,7 @@ async fn target_context(
         startup_timeout: config.startup_timeout,
         idle_timeout: config.idle_timeout,
         metrics,
+        client: client.clone(),
     })
 }
 

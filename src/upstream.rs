@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use zeroize::Zeroize;
 
 use crate::auth::{AuthError, AuthStep, PasswordAuthenticator};
 use crate::protocol::error_response::{self, ErrorResponse};
@@ -326,16 +327,14 @@ where
             e.to_string()
         },
     };
-    let mut out = BytesMut::with_capacity(512);
-    frontend::startup_message(
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        &mut out,
-    )
-    .map_err(|e| UpstreamError::Protocol {
+    let mut out = WipedOnDrop(BytesMut::with_capacity(512));
+    let out = &mut out.0;
+    let startup = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    frontend::startup_message(startup, out).map_err(|e| UpstreamError::Protocol {
         address: address.to_owned(),
         why: format!("startup parameters cannot be encoded: {e}"),
     })?;
-    stream.write_all(&out).await.map_err(lost)?;
+    stream.write_all(out).await.map_err(lost)?;
 
     let mut reader = MessageReader::default();
     let mut forward = BytesMut::new();
@@ -352,8 +351,8 @@ where
                     why: e.to_string(),
                 })?;
                 out.clear();
-                match auth.answer(&request, &mut out)? {
-                    AuthStep::Reply => stream.write_all(&out).await.map_err(lost)?,
+                match auth.answer(&request, out)? {
+                    AuthStep::Reply => stream.write_all(out).await.map_err(lost)?,
                     AuthStep::Wait => {}
                     AuthStep::Done => {
                         authenticated = true;
@@ -417,6 +416,19 @@ where
             }
         }
         reader.consume(header);
+    }
+}
+
+/// The login's output buffer, overwritten when the login ends however it ends: a cleartext
+/// answer puts the password itself in it, and an MD5 answer something as good as it.
+struct WipedOnDrop(BytesMut);
+
+impl Drop for WipedOnDrop {
+    fn drop(&mut self) {
+        // Bytes past the current length (earlier, longer answers) are wiped too.
+        let capacity = self.0.capacity();
+        self.0.resize(capacity, 0);
+        self.0.as_mut().zeroize();
     }
 }
 

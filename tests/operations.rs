@@ -419,6 +419,8 @@ async fn quitquitquit_stops_like_sigterm_only_when_enabled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_level_log_of_a_full_session_holds_no_secret() {
+    /// An AWS session token (as temporary AWS credentials carry): signed into every call.
+    const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE-test-session-token-Zq9";
     let server = PgServer::shared();
     let fake = FakeAws::start().await;
     let password = "trace-secret-pw-4242";
@@ -427,12 +429,16 @@ async fn a_trace_level_log_of_a_full_session_holds_no_secret() {
         "create role \"IAM:tracer\" login password '{password}'"
     )]);
     let port = pg::free_port();
+    let http = pg::free_port();
+    // No db_user: the client's user is the database user, so one proxy shows a session, an
+    // AWS refusal and a server refusal.
     let target = format!(
-        "localhost:{}/dev?cluster=c1&region=us-east-1&db_user=tracer",
+        "localhost:{}/dev?cluster=c1&region=us-east-1",
         server.port()
     );
     let ca = server.ca_pem_path().display().to_string();
     let port_text = port.to_string();
+    let http_text = format!("127.0.0.1:{http}");
     let uri = fake.uri();
     let proxy = ProxyCommand::new(&[
         &target,
@@ -442,10 +448,19 @@ async fn a_trace_level_log_of_a_full_session_holds_no_secret() {
         &ca,
         "--aws-endpoint-url",
         &uri,
+        "--http-address",
+        &http_text,
     ])
     .env("RUST_LOG", Some("trace"))
+    .env("AWS_SESSION_TOKEN", Some(SESSION_TOKEN))
     .spawn(port);
-    let client = connect(&proxy).await.expect("session");
+    let connect_as = async |user: &str| {
+        let (client, connection) =
+            tokio_postgres::connect(&proxy.conninfo(user, "dev"), NoTls).await?;
+        tokio::spawn(connection);
+        Ok::<_, tokio_postgres::Error>(client)
+    };
+    let client = connect_as("tracer").await.expect("session");
     let mut copy = Vec::new();
     {
         use futures_util::StreamExt;
@@ -460,6 +475,36 @@ async fn a_trace_level_log_of_a_full_session_holds_no_secret() {
     }
     assert!(copy.len() > 1000);
     drop(client);
+    // The token really went to AWS: the fake saw it in the signed request.
+    assert_eq!(
+        fake.requests()[0].header("x-amz-security-token"),
+        Some(SESSION_TOKEN)
+    );
+
+    // Errors the client reads: AWS refusing the call, the server refusing the password.
+    fake.fail_next(1, support::fake_aws::FakeError::AccessDenied);
+    let denied = connect_as("denied").await.expect_err("AWS denies");
+    let ghost = connect_as("ghost").await.expect_err("no such role");
+    let mut client_errors = String::new();
+    for error in [&denied, &ghost] {
+        let db = error.as_db_error().expect("an ErrorResponse");
+        client_errors.push_str(&format!(
+            "{} {} {:?}\n",
+            db.code().code(),
+            db.message(),
+            db.detail()
+        ));
+    }
+    assert!(client_errors.starts_with("28000"), "{client_errors}");
+    assert!(client_errors.contains("28P01"), "{client_errors}");
+    let ghost_password = fake
+        .issued()
+        .into_iter()
+        .find(|issued| issued.db_user == "IAM:ghost")
+        .expect("a password for ghost")
+        .password;
+
+    let (_, metrics) = get(http, "/metrics").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = proxy.stop();
     assert!(
@@ -468,12 +513,18 @@ async fn a_trace_level_log_of_a_full_session_holds_no_secret() {
         log.lines().count()
     );
     assert!(log.contains("connection opened"));
-    assert!(
-        !log.contains(password),
-        "database password in the trace log"
-    );
-    assert!(
-        !log.contains(TEST_SECRET_ACCESS_KEY),
-        "AWS secret key in the trace log"
-    );
+    for (place, text) in [
+        ("the trace log", &log),
+        ("/metrics", &metrics),
+        ("an error sent to a client", &client_errors),
+    ] {
+        for (secret, name) in [
+            (password, "database password"),
+            (ghost_password.as_str(), "refused database password"),
+            (TEST_SECRET_ACCESS_KEY, "AWS secret key"),
+            (SESSION_TOKEN, "AWS session token"),
+        ] {
+            assert!(!text.contains(secret), "{name} in {place}");
+        }
+    }
 }

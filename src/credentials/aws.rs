@@ -32,10 +32,21 @@ pub struct AwsSettings {
 }
 
 /// Clients for the credential APIs, ready for any target's region.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AwsClients {
     config: SdkConfig,
     settings: AwsSettings,
+}
+
+/// Only the settings: the SDK configuration holds the credential chain, whose cached AWS
+/// keys (access key id, and the secret key and session token should the SDK's own redaction
+/// ever slip) must not reach a log line through a `{:?}` of a target.
+impl std::fmt::Debug for AwsClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsClients")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Initial and largest wait between retries of throttled or failed calls; the SDK adds
@@ -100,10 +111,12 @@ impl AwsClients {
                 )
                 .build();
         }
-        AwsClients {
-            config,
-            settings: settings.clone(),
-        }
+        AwsClients::from_sdk_config(config, settings.clone())
+    }
+
+    /// Clients over an already loaded SDK configuration (tests give one with fixed keys).
+    pub fn from_sdk_config(config: SdkConfig, settings: AwsSettings) -> AwsClients {
+        AwsClients { config, settings }
     }
 
     /// The region calls for `target` go to: `--aws-region`, else the target's.
@@ -220,5 +233,70 @@ pub async fn lookup_endpoint(
             Ok((address.to_owned(), port))
         }
         TargetKind::Unknown => Ok((target.host.clone(), target.upstream_port)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+
+    use super::*;
+    use crate::credentials::{
+        CachePolicy, CachedSource, ClusterCredentials, ClusterOptions, ServerlessCredentials,
+    };
+    use crate::metrics::TargetMetrics;
+
+    const ACCESS_KEY_ID: &str = "AKIDDEBUGPRINTCHECK";
+    const SECRET_KEY: &str = "debug-print-check-secret-access-key";
+    const SESSION_TOKEN: &str = "debug-print-check-session-token";
+
+    #[tokio::test]
+    async fn no_aws_key_is_printable_through_a_source() {
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                ACCESS_KEY_ID,
+                SECRET_KEY,
+                Some(SESSION_TOKEN.to_owned()),
+                None,
+                "test",
+            )))
+            .build();
+        let clients = AwsClients::from_sdk_config(config, AwsSettings::default());
+        let cluster = ClusterCredentials::new(
+            &clients,
+            ClusterOptions {
+                cluster: "c1".to_owned(),
+                region: "us-east-1".to_owned(),
+                account: None,
+                db_groups: vec![],
+                auto_create: false,
+                with_iam: false,
+                duration_seconds: 900,
+                custom_domain: None,
+            },
+        );
+        let serverless = ServerlessCredentials::new(
+            &clients,
+            "wg".to_owned(),
+            "us-east-1".to_owned(),
+            None,
+            900,
+            None,
+        );
+        let cached = CachedSource::new(
+            Arc::new(cluster.clone()),
+            CachePolicy::default(),
+            TargetMetrics::detached("t"),
+        );
+        let text = format!("{clients:?} {cluster:?} {serverless:#?} {cached:?}");
+        assert!(text.contains("c1") && text.contains("wg"), "{text}");
+        for secret in [ACCESS_KEY_ID, SECRET_KEY, SESSION_TOKEN] {
+            assert!(!text.contains(secret), "{secret} printed: {text}");
+        }
     }
 }

@@ -84,12 +84,16 @@ where
     R: std::fmt::Debug + 'static,
 {
     match &error {
+        // An answer without an AWS error code (an HTML page from a proxy, a body that does not
+        // parse) or one the SDK could not read at all.
+        SdkError::ServiceError(service) if service.err().code().is_none() => unreadable(call),
+        SdkError::ResponseError(_) => unreadable(call),
         SdkError::ServiceError(service) => {
             let inner = service.err();
             classify_service(inner.code(), inner.message(), call)
         }
         SdkError::TimeoutError(_) => CredentialError::AwsUnavailable(format!(
-            "cannot reach the AWS API for {} in region {}: no answer within --connect-timeout, retries included; check the network path to the AWS API (proxy, VPC endpoint, --aws-endpoint-url)",
+            "cannot reach the AWS API for {} in region {}: no answer within --connect-timeout, retries included (the endpoint was silent, or kept failing with 5xx answers or throttling); check the network path to the AWS API (proxy, VPC endpoint, --aws-endpoint-url)",
             call.action, call.region
         )),
         _ => {
@@ -104,6 +108,16 @@ where
             ))
         }
     }
+}
+
+/// The endpoint answered, but with neither credentials nor an AWS error. The answer itself is
+/// not quoted: a parse error's text can hold part of the body, and the body of a credential
+/// answer holds a password.
+fn unreadable(call: &Call) -> CredentialError {
+    CredentialError::AwsUnavailable(format!(
+        "the AWS API answered {} in region {} with something that is neither credentials nor an AWS error (not shown, as it might hold a password); check --aws-endpoint-url and any HTTP proxy between the proxy and AWS",
+        call.action, call.region
+    ))
 }
 
 /// Maps a service's error code and message.
@@ -180,6 +194,7 @@ pub fn credentials_from_answer(
                 .and_then(|t| std::time::SystemTime::try_from(*t).ok())
                 .ok_or_else(|| incomplete(expiration_name))?,
         ),
+        origin: super::Origin::Fetched,
     })
 }
 
@@ -259,6 +274,42 @@ mod tests {
             extra: String::new(),
             object: ("cluster", "c1".to_owned()),
             region: "us-east-1".to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_answer_that_is_no_answer_is_not_quoted() {
+        use aws_sdk_redshift::error::ErrorMetadata;
+        use aws_sdk_redshift::operation::get_cluster_credentials::GetClusterCredentialsError;
+        let clients = AwsClients::from_sdk_config(
+            aws_config::SdkConfig::builder().build(),
+            super::super::AwsSettings::default(),
+        );
+        let codeless = GetClusterCredentialsError::generic(
+            ErrorMetadata::builder()
+                .message("failed to parse <DbPassword>hunter2</DbPassword>")
+                .build(),
+        );
+        let errors = [
+            classify(SdkError::service_error(codeless, ()), &call(), &clients),
+            classify(
+                SdkError::<GetClusterCredentialsError, ()>::response_error(
+                    "invalid XML near <DbPassword>hunter2",
+                    (),
+                ),
+                &call(),
+                &clients,
+            ),
+        ];
+        for error in errors {
+            assert_eq!(error.sqlstate(), "08001");
+            let text = error.to_string();
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(
+                text.contains("redshift:GetClusterCredentials")
+                    && text.contains("neither credentials nor an AWS error"),
+                "{text}"
+            );
         }
     }
 

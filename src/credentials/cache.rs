@@ -20,7 +20,7 @@ use crate::metrics::TargetMetrics;
 use tokio::time::Instant;
 
 use super::{
-    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials,
+    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials, Origin,
 };
 
 /// When to refresh and how long to remember a failure.
@@ -119,17 +119,29 @@ impl CachedSource {
             .clone()
     }
 
-    fn look(&self, entry: &Entry, may_start_refresh: bool) -> Lookup {
+    /// Looks at the entry. The first look (`before_flight`) happens before the request waits
+    /// on the flight: it may start a background refresh, and what it finds was cached before
+    /// the request arrived. A look after waiting finds only what the flight just fetched
+    /// (the first look missed), so that counts as fetched for this request.
+    fn look(&self, entry: &Entry, before_flight: bool) -> Lookup {
         let now = Instant::now();
         let mut state = lock(&entry.state);
         if let Some(cached) = &state.value {
             let remaining = cached.expires.saturating_duration_since(now);
             if remaining > self.policy.min_remaining {
                 let credentials = cached.credentials.clone();
+                let credentials = DbCredentials {
+                    origin: if before_flight {
+                        Origin::Cached
+                    } else {
+                        Origin::Fetched
+                    },
+                    ..credentials
+                };
                 let lifetime = cached.expires.saturating_duration_since(cached.fetched);
                 let margin = (lifetime / self.policy.refresh_fraction.max(1))
                     .min(self.policy.max_refresh_margin);
-                if remaining < margin && may_start_refresh && !state.refreshing {
+                if remaining < margin && before_flight && !state.refreshing {
                     state.refreshing = true;
                     return Lookup::HitRefresh(credentials);
                 }
@@ -256,9 +268,17 @@ impl CredentialSource for CachedSource {
         self.inner.user_from_identity()
     }
 
-    fn invalidate(&self, request: &CredentialRequest) {
-        if let Some(entry) = lock(&self.entries).get(request) {
-            lock(&entry.state).value = None;
+    fn invalidate(&self, request: &CredentialRequest, refused: &DbCredentials) {
+        let Some(entry) = lock(&self.entries).get(request).cloned() else {
+            return;
+        };
+        let mut state = lock(&entry.state);
+        if state
+            .value
+            .as_ref()
+            .is_some_and(|cached| cached.credentials.password == refused.password)
+        {
+            state.value = None;
         }
     }
 }
@@ -303,6 +323,7 @@ mod tests {
                     password: Secret::new(format!("pw{n}")),
                     // The paused clock does not move SystemTime, so expiry is relative to now.
                     expires_at: Some(SystemTime::now() + self.lifetime),
+                    origin: Origin::Fetched,
                 })
             })
         }
@@ -434,16 +455,11 @@ mod tests {
             CachePolicy::default(),
             TargetMetrics::detached("t"),
         );
-        assert_eq!(
-            cache
-                .credentials(&request("a"))
-                .await
-                .unwrap()
-                .password
-                .expose(),
-            "pw1"
-        );
-        cache.invalidate(&request("a"));
+        let first = cache.credentials(&request("a")).await.unwrap();
+        assert_eq!(first.password.expose(), "pw1");
+        cache.invalidate(&request("a"), &first);
+        let second = cache.credentials(&request("a")).await.unwrap();
+        assert_eq!(second.password.expose(), "pw2");
         assert_eq!(
             cache
                 .credentials(&request("a"))
@@ -453,6 +469,9 @@ mod tests {
                 .expose(),
             "pw2"
         );
+        // A late refusal of pw1 (a session that picked it up before pw2 came) does not
+        // throw away pw2: the crowd refused together makes one new call, not one each.
+        cache.invalidate(&request("a"), &first);
         assert_eq!(
             cache
                 .credentials(&request("a"))
@@ -461,6 +480,43 @@ mod tests {
                 .password
                 .expose(),
             "pw2"
+        );
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+        // Another key's refusal touches nothing here.
+        cache.invalidate(&request("b"), &second);
+        cache.credentials(&request("a")).await.unwrap();
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn origin_says_whether_the_password_was_fetched_for_this_request() {
+        let source = Counting::new(Duration::from_millis(100), Duration::from_secs(900));
+        let cache = Arc::new(CachedSource::new(
+            source.clone(),
+            CachePolicy::default(),
+            TargetMetrics::detached("t"),
+        ));
+        // Two requests on a cold cache: one calls, the other joins its flight; both got a
+        // password fetched while they waited.
+        let key = request("a");
+        let (a, b) = tokio::join!(cache.credentials(&key), cache.credentials(&key));
+        assert_eq!(a.unwrap().origin, Origin::Fetched);
+        assert_eq!(b.unwrap().origin, Origin::Fetched);
+        assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+        // The next one is served from the cache.
+        let hit = cache.credentials(&request("a")).await.unwrap();
+        assert_eq!(hit.origin, Origin::Cached);
+        // Forgotten after a refusal: fetched again.
+        cache.invalidate(&request("a"), &hit);
+        let fresh = cache.credentials(&request("a")).await.unwrap();
+        assert_eq!(fresh.origin, Origin::Fetched);
+        assert_eq!(fresh.password.expose(), "pw2");
+        // Near expiry: still the cached one while a refresh runs in the background.
+        tokio::time::advance(Duration::from_secs(800)).await;
+        let near = cache.credentials(&request("a")).await.unwrap();
+        assert_eq!(
+            (near.origin, near.password.expose()),
+            (Origin::Cached, "pw2")
         );
     }
 

@@ -10,7 +10,7 @@ use super::{
 use crate::target::db_user_problem;
 
 /// Credentials for one provisioned cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClusterCredentials {
     clients: AwsClients,
     client: aws_sdk_redshift::Client,
@@ -43,6 +43,23 @@ pub struct ClusterOptions {
     pub duration_seconds: u32,
     /// `CustomDomainName`.
     pub custom_domain: Option<String>,
+}
+
+/// What the source asks for, without the SDK client (its configuration holds AWS keys).
+impl std::fmt::Debug for ClusterCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCredentials")
+            .field("clients", &self.clients)
+            .field("cluster", &self.cluster)
+            .field("region", &self.region)
+            .field("account", &self.account)
+            .field("db_groups", &self.db_groups)
+            .field("auto_create", &self.auto_create)
+            .field("with_iam", &self.with_iam)
+            .field("duration_seconds", &self.duration_seconds)
+            .field("custom_domain", &self.custom_domain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClusterCredentials {

@@ -42,6 +42,24 @@ pub struct DbCredentials {
     pub password: Secret,
     /// When the password stops working, if it expires.
     pub expires_at: Option<SystemTime>,
+    /// Whether it was fetched for this request or served from the cache, which decides
+    /// whether a login the server refuses is worth one retry with fresh credentials.
+    pub origin: Origin,
+}
+
+/// Where a session's credentials came from. A cached password can have expired or been
+/// replaced since it was fetched (the user re-created, the cluster restored), so a refusal
+/// of it deserves one retry with a fresh one; a refusal of a password fetched a moment ago
+/// or of a fixed one would only be repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Fetched from the API while this request waited (by its own call or by the single
+    /// flight it joined).
+    Fetched,
+    /// Served from the cache, fetched before this request arrived.
+    Cached,
+    /// A fixed password (static mode): asking again gives the same one.
+    Fixed,
 }
 
 /// Why no credentials could be had. Messages go to the client: they say what to fix and
@@ -194,10 +212,13 @@ pub trait CredentialSource: Send + Sync + std::fmt::Debug {
         false
     }
 
-    /// Forgets a password the server refused (the user was dropped and re-created, the
-    /// cluster restored, …), so the next client fetches a fresh one instead of meeting the
-    /// same refusal until the old password expires. Sources without a cache ignore it.
-    fn invalidate(&self, _request: &CredentialRequest) {}
+    /// Forgets `refused`, a password the server refused (it expired between fetch and use,
+    /// the user was dropped and re-created, the cluster restored, …), so the next client
+    /// fetches a fresh one instead of meeting the same refusal until the old password
+    /// expires. Only that password is forgotten: when another session has already replaced
+    /// it, the replacement stays, so a crowd of sessions refused together makes one new call,
+    /// not one each. Sources without a cache ignore it.
+    fn invalidate(&self, _request: &CredentialRequest, _refused: &DbCredentials) {}
 }
 
 /// Decides the database user as design section 2 says: the target's fixed `db_user` when

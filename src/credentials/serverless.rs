@@ -8,7 +8,7 @@ use super::{
 };
 
 /// Credentials for one workgroup.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerlessCredentials {
     clients: AwsClients,
     client: aws_sdk_redshiftserverless::Client,
@@ -17,6 +17,20 @@ pub struct ServerlessCredentials {
     account: Option<String>,
     duration_seconds: u32,
     custom_domain: Option<String>,
+}
+
+/// What the source asks for, without the SDK client (its configuration holds AWS keys).
+impl std::fmt::Debug for ServerlessCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerlessCredentials")
+            .field("clients", &self.clients)
+            .field("workgroup", &self.workgroup)
+            .field("region", &self.region)
+            .field("account", &self.account)
+            .field("duration_seconds", &self.duration_seconds)
+            .field("custom_domain", &self.custom_domain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerlessCredentials {

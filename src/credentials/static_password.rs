@@ -2,7 +2,8 @@
 //! start-up, for clusters without IAM and for local development.
 
 use super::{
-    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials, Secret,
+    CredentialError, CredentialFuture, CredentialRequest, CredentialSource, DbCredentials, Origin,
+    Secret,
 };
 
 /// Logs in as the resolved database user with one password from the environment.
@@ -41,6 +42,7 @@ impl CredentialSource for StaticPassword {
                 user,
                 password: self.password.clone(),
                 expires_at: None,
+                origin: Origin::Fixed,
             })
         })
     }

@@ -9,6 +9,7 @@ pub mod auth_request;
 pub mod error_response;
 pub mod frame;
 pub mod messages;
+pub mod sasl;
 pub mod startup;
 
 pub use auth_request::{AuthRequest, AuthRequestError, parse_auth_request};

@@ -1,9 +1,12 @@
 //! Certificates made with rcgen when a test starts: a CA, a server certificate it signs for
-//! `localhost`, and an unrelated CA that must not be trusted. Nothing is checked in.
+//! `localhost`, an unrelated CA that must not be trusted, and a CA issuing client
+//! certificates for `--client-auth cert`. Nothing is checked in.
 
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -88,5 +91,38 @@ impl TestPki {
         .expect("protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth()
+    }
+}
+
+/// A CA that issues client certificates (for mutual TLS), kept whole so a test can issue
+/// as many as it needs.
+pub struct ClientCa {
+    /// The CA certificate the proxy's `--client-ca` names.
+    pub ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl ClientCa {
+    /// A fresh CA called `name`.
+    pub fn new(name: &str) -> ClientCa {
+        let key = KeyPair::generate().expect("client CA key");
+        let params = ca_params(name);
+        let ca_pem = params.self_signed(&key).expect("client CA cert").pem();
+        ClientCa {
+            ca_pem,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A client certificate whose subject CN is `common_name`: (certificate PEM, PKCS#8 key PEM).
+    pub fn issue(&self, common_name: &str) -> (String, String) {
+        let key = KeyPair::generate().expect("client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("client cert");
+        (cert.pem(), key.serialize_pem())
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redshift_auth_proxy::cancel::CancelRegistry;
+use redshift_auth_proxy::client_auth::ClientPolicy;
 use redshift_auth_proxy::credentials::{Secret, StaticPassword};
 use redshift_auth_proxy::health::Health;
 use redshift_auth_proxy::metrics::Metrics;
@@ -35,6 +36,8 @@ pub struct ProxyOptions {
     pub idle_timeout: Option<Duration>,
     /// `--max-connections`.
     pub max_connections: Option<usize>,
+    /// Client TLS and client authentication (trust without TLS by default).
+    pub client: Arc<ClientPolicy>,
 }
 
 impl ProxyOptions {
@@ -49,6 +52,7 @@ impl ProxyOptions {
             startup_timeout: Duration::from_secs(5),
             idle_timeout: None,
             max_connections: None,
+            client: Arc::new(ClientPolicy::trust()),
         }
     }
 }
@@ -94,6 +98,7 @@ impl TestProxy {
             startup_timeout: options.startup_timeout,
             idle_timeout: options.idle_timeout,
             metrics: metrics.target(&label),
+            client: options.client.clone(),
         });
         let server = Server::bind(
             [("127.0.0.1:0".parse().expect("address"), ctx)],

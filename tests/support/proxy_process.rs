@@ -126,6 +126,11 @@ impl ProxyProcess {
         );
     }
 
+    /// The proxy's process id, e.g. to count its open files in `/proc/PID/fd`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the proxy logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

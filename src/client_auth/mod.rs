@@ -1,0 +1,473 @@
+//! Client authentication: how a client proves who it is to the proxy before the proxy uses
+//! its IAM identity for it (`--client-auth`). Anyone who reaches a listener with `trust`
+//! acts with the proxy's IAM role, so `trust` is for loopback and Unix sockets; `scram`
+//! checks a password against a users file of SCRAM-SHA-256 verifiers; `cert` takes the
+//! user name from a client certificate verified against `--client-ca`.
+//!
+//! Authentication runs after the StartupMessage and before any credential is fetched or
+//! the server is contacted. A refused client learns no more than PostgreSQL would tell it:
+//! an unknown user and a wrong password get the same message.
+
+mod cert_name;
+mod scram;
+mod users;
+
+pub use cert_name::{CertNameError, common_name};
+pub use scram::{MECHANISM, ScramFailure, ScramServer, hmac_sha256};
+pub use users::{
+    ScramUsers, ScramVerifier, UserNameError, UsersFileError, VerifierError, check_user_name,
+    hash_password,
+};
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::BytesMut;
+use rustls::pki_types::CertificateDer;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::client_tls::ClientTls;
+use crate::protocol::sasl;
+
+/// PostgreSQL's limit for one SASL message from the client (`PG_MAX_AUTH_TOKEN_LENGTH`).
+const MAX_SASL_MESSAGE_LEN: usize = 65_535;
+/// Iterations of the made-up verifier an unknown user is given: PostgreSQL's default, the
+/// same as `hash-password` writes, so the answer looks like a real user's.
+const MOCK_ITERATIONS: u32 = 4096;
+
+/// How clients authenticate to the proxy, as `--client-auth` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMethod {
+    /// Every client is let in: only safe where nobody else can connect.
+    #[default]
+    Trust,
+    /// SCRAM-SHA-256 against `--client-users`.
+    Scram,
+    /// Mutual TLS: a certificate signed by `--client-ca` whose CN is the user name.
+    Cert,
+}
+
+impl ClientAuthMethod {
+    /// The spelling users write.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthMethod::Trust => "trust",
+            ClientAuthMethod::Scram => "scram",
+            ClientAuthMethod::Cert => "cert",
+        }
+    }
+}
+
+/// The method with what it needs at run time.
+#[derive(Debug)]
+pub enum ClientAuth {
+    /// No check.
+    Trust,
+    /// The users file and a per-process secret for unknown users' made-up salts.
+    Scram {
+        /// The verifiers by user name.
+        users: ScramUsers,
+        /// Keys the made-up salts, so they stay the same for a name while the process
+        /// runs but cannot be told apart from real ones.
+        mock_secret: [u8; 32],
+    },
+    /// The TLS layer verified the certificate; the session compares its CN.
+    Cert,
+}
+
+impl ClientAuth {
+    /// `scram` with `users`; the mock secret comes from the TLS provider's random source.
+    pub fn scram(users: ScramUsers) -> Result<ClientAuth, ClientAuthError> {
+        let mut mock_secret = [0u8; 32];
+        random(&mut mock_secret)?;
+        Ok(ClientAuth::Scram { users, mock_secret })
+    }
+}
+
+/// Whether a client must use TLS on TCP (`--client-sslmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientSslMode {
+    /// TLS when the client asks for it (and client TLS is configured), plain text otherwise.
+    #[default]
+    Prefer,
+    /// Plain-text TCP clients are refused with 08P01.
+    Require,
+}
+
+/// How clients reach a session: TLS offered and required, and how they prove who they are.
+/// Shared by every target (the settings are global).
+#[derive(Debug)]
+pub struct ClientPolicy {
+    /// The TLS configuration offered to clients that send SSLRequest; `None` answers `N`.
+    pub tls: Option<Arc<ClientTls>>,
+    /// Refuse plain-text TCP clients (Unix-socket clients are local and exempt).
+    pub require_tls: bool,
+    /// The authentication method.
+    pub auth: ClientAuth,
+}
+
+impl ClientPolicy {
+    /// No TLS, no authentication: the behaviour on loopback by default.
+    pub fn trust() -> ClientPolicy {
+        ClientPolicy {
+            tls: None,
+            require_tls: false,
+            auth: ClientAuth::Trust,
+        }
+    }
+}
+
+/// Why a client was not let in. The `Display` text is what the client is sent; it never
+/// says whether a user exists.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientAuthError {
+    /// No `user` in the StartupMessage.
+    #[error("no user name in the startup packet: connect with user=NAME")]
+    NoUser,
+    /// Wrong password or unknown user (the log line says which).
+    #[error("password authentication failed for user \"{user}\"")]
+    Password {
+        /// The user the client named.
+        user: String,
+        /// Whether the users file lists it (for the proxy's log only).
+        known: bool,
+    },
+    /// The SCRAM messages did not follow the protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// `cert` and the client sent no certificate (or no TLS at all).
+    #[error("connection requires a valid client certificate")]
+    NoCertificate,
+    /// The certificate's CN could not be read.
+    #[error("certificate authentication failed for user \"{user}\": {why}")]
+    CertificateName {
+        /// The user the client named.
+        user: String,
+        /// Why.
+        why: CertNameError,
+    },
+    /// The CN is another user.
+    #[error(
+        "certificate authentication failed for user \"{user}\": the client certificate is for \"{cn}\" (its CN); connect with user={cn}"
+    )]
+    CertificateUser {
+        /// The user the client named.
+        user: String,
+        /// The certificate's CN.
+        cn: String,
+    },
+    /// The client left (or sent Terminate) part way.
+    #[error("the client left during authentication")]
+    Gone,
+    /// The operating system's random source failed.
+    #[error("cannot generate a random nonce")]
+    Random,
+}
+
+impl ClientAuthError {
+    /// The SQLSTATE the client is refused with (PostgreSQL's, for each case).
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            ClientAuthError::Password { .. } => "28P01",
+            ClientAuthError::NoUser
+            | ClientAuthError::NoCertificate
+            | ClientAuthError::CertificateName { .. }
+            | ClientAuthError::CertificateUser { .. } => "28000",
+            ClientAuthError::Protocol(_) | ClientAuthError::Gone => "08P01",
+            ClientAuthError::Random => "XX000",
+        }
+    }
+
+    /// What to do about it, when there is something the user can change.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            ClientAuthError::NoCertificate => Some(
+                "connect with sslmode=require (or verify-full) and sslcert=/sslkey= naming a certificate signed by the proxy's --client-ca",
+            ),
+            _ => None,
+        }
+    }
+
+    /// A fixed label for the auth-failures metric, or `None` when the client just left.
+    pub fn metric_reason(&self) -> Option<&'static str> {
+        match self {
+            ClientAuthError::Password { .. } => Some("client_password"),
+            ClientAuthError::NoCertificate
+            | ClientAuthError::CertificateName { .. }
+            | ClientAuthError::CertificateUser { .. } => Some("client_certificate"),
+            ClientAuthError::NoUser | ClientAuthError::Protocol(_) => Some("client_protocol"),
+            ClientAuthError::Gone | ClientAuthError::Random => None,
+        }
+    }
+}
+
+/// Authenticates the client that sent `user` in its StartupMessage. `certificate` is the
+/// verified end-entity certificate it presented over TLS, if any. Returns the user name it
+/// proved (`None` with `trust`). On success with `scram` the client has been sent
+/// AuthenticationSASLFinal; AuthenticationOk follows with the server's greeting.
+pub async fn authenticate<S>(
+    auth: &ClientAuth,
+    client: &mut S,
+    user: Option<&str>,
+    certificate: Option<&CertificateDer<'_>>,
+) -> Result<Option<String>, ClientAuthError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match auth {
+        ClientAuth::Trust => Ok(None),
+        ClientAuth::Cert => {
+            let certificate = certificate.ok_or(ClientAuthError::NoCertificate)?;
+            let user = user.ok_or(ClientAuthError::NoUser)?;
+            let cn = common_name(certificate).map_err(|why| ClientAuthError::CertificateName {
+                user: user.to_owned(),
+                why,
+            })?;
+            if cn != user {
+                return Err(ClientAuthError::CertificateUser {
+                    user: user.to_owned(),
+                    cn,
+                });
+            }
+            Ok(Some(cn))
+        }
+        ClientAuth::Scram { users, mock_secret } => {
+            let user = user.ok_or(ClientAuthError::NoUser)?;
+            scram_exchange(client, user, users.get(user), mock_secret).await?;
+            Ok(Some(user.to_owned()))
+        }
+    }
+}
+
+/// The SASL conversation: offer SCRAM-SHA-256, answer the client's first message, check
+/// its proof, send the server's signature.
+async fn scram_exchange<S>(
+    client: &mut S,
+    user: &str,
+    verifier: Option<&ScramVerifier>,
+    mock_secret: &[u8; 32],
+) -> Result<(), ClientAuthError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut nonce = [0u8; 18];
+    random(&mut nonce)?;
+    let mut server = ScramServer::new(
+        verifier,
+        mock_verifier(mock_secret, user),
+        STANDARD.encode(nonce),
+    );
+    let failed = |failure: ScramFailure| match failure {
+        ScramFailure::WrongProof => ClientAuthError::Password {
+            user: user.to_owned(),
+            known: verifier.is_some(),
+        },
+        other => ClientAuthError::Protocol(other.to_string()),
+    };
+
+    let mut out = BytesMut::new();
+    sasl::authentication_sasl(&[MECHANISM], &mut out);
+    send(client, &out).await?;
+
+    let payload = read_password_message(client).await?;
+    let (mechanism, first) = sasl::parse_sasl_initial_response(&payload)
+        .map_err(|e| ClientAuthError::Protocol(e.to_string()))?;
+    if mechanism != MECHANISM {
+        return Err(ClientAuthError::Protocol(format!(
+            "client selected an invalid SASL authentication mechanism \"{mechanism}\": the proxy offers {MECHANISM}"
+        )));
+    }
+    let server_first = server.client_first(first).map_err(failed)?;
+    out.clear();
+    sasl::authentication_sasl_continue(server_first.as_bytes(), &mut out);
+    send(client, &out).await?;
+
+    let payload = read_password_message(client).await?;
+    let server_final = server.client_final(&payload).map_err(failed)?;
+    out.clear();
+    sasl::authentication_sasl_final(server_final.as_bytes(), &mut out);
+    send(client, &out).await
+}
+
+/// A verifier for a user the file does not list: a salt derived from the name, so asking
+/// twice gives the same answer, as for a real user.
+fn mock_verifier(secret: &[u8; 32], user: &str) -> ScramVerifier {
+    let salt = hmac_sha256(secret, user.as_bytes());
+    ScramVerifier {
+        iterations: MOCK_ITERATIONS,
+        salt: salt[..16].to_vec(),
+        stored_key: [0; 32],
+        server_key: [0; 32],
+    }
+}
+
+async fn send<S>(client: &mut S, bytes: &[u8]) -> Result<(), ClientAuthError>
+where
+    S: AsyncWrite + Unpin,
+{
+    client
+        .write_all(bytes)
+        .await
+        .map_err(|_| ClientAuthError::Gone)?;
+    client.flush().await.map_err(|_| ClientAuthError::Gone)
+}
+
+/// Reads one password-family message (`'p'`) and returns its payload. Terminate or a closed
+/// connection means the client gave up (libpq does so to ask the user for a password).
+async fn read_password_message<S>(client: &mut S) -> Result<Vec<u8>, ClientAuthError>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut header = [0u8; 5];
+    client
+        .read_exact(&mut header)
+        .await
+        .map_err(|_| ClientAuthError::Gone)?;
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    match header[0] {
+        b'p' => {}
+        b'X' => return Err(ClientAuthError::Gone),
+        other => {
+            return Err(ClientAuthError::Protocol(format!(
+                "expected a SASL response, got message type '{}'",
+                char::from(other).escape_default()
+            )));
+        }
+    }
+    if !(4..=MAX_SASL_MESSAGE_LEN + 4).contains(&len) {
+        return Err(ClientAuthError::Protocol(format!(
+            "invalid SASL response length {len}"
+        )));
+    }
+    let mut payload = vec![0u8; len - 4];
+    client
+        .read_exact(&mut payload)
+        .await
+        .map_err(|_| ClientAuthError::Gone)?;
+    Ok(payload)
+}
+
+/// Fills `buf` from the TLS provider's random source (aws-lc), the one the handshakes use.
+fn random(buf: &mut [u8]) -> Result<(), ClientAuthError> {
+    crate::tls::crypto_provider()
+        .secure_random
+        .fill(buf)
+        .map_err(|_| ClientAuthError::Random)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    use postgres_protocol::message::frontend;
+    use tokio::io::duplex;
+
+    fn users(password: &str) -> ClientAuth {
+        let text = format!("alice:{}\n", hash_password(password));
+        ClientAuth::scram(ScramUsers::parse(&text).unwrap()).unwrap()
+    }
+
+    async fn read_r(stream: &mut tokio::io::DuplexStream) -> (u32, Vec<u8>) {
+        let mut header = [0u8; 5];
+        stream.read_exact(&mut header).await.unwrap();
+        assert_eq!(header[0], b'R');
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        stream.read_exact(&mut body).await.unwrap();
+        let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        (code, body[4..].to_vec())
+    }
+
+    /// A client speaking the wire protocol with postgres-protocol's SCRAM client.
+    async fn client_side(mut stream: tokio::io::DuplexStream, password: &str) {
+        let (code, _) = read_r(&mut stream).await;
+        assert_eq!(code, 10);
+        let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+        let mut out = BytesMut::new();
+        frontend::sasl_initial_response(MECHANISM, scram.message(), &mut out).unwrap();
+        stream.write_all(&out).await.unwrap();
+        let (code, data) = read_r(&mut stream).await;
+        assert_eq!(code, 11);
+        scram.update(&data).unwrap();
+        out.clear();
+        frontend::sasl_response(scram.message(), &mut out).unwrap();
+        stream.write_all(&out).await.unwrap();
+        let mut header = [0u8; 1];
+        if stream.read_exact(&mut header).await.is_ok() && header[0] == b'R' {
+            let mut rest = [0u8; 4];
+            stream.read_exact(&mut rest).await.unwrap();
+            let len = u32::from_be_bytes(rest) as usize;
+            let mut body = vec![0u8; len - 4];
+            stream.read_exact(&mut body).await.unwrap();
+            assert_eq!(&body[..4], &[0, 0, 0, 12]);
+            scram.finish(&body[4..]).expect("server signature verifies");
+        }
+    }
+
+    async fn run(
+        auth: &ClientAuth,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<String>, ClientAuthError> {
+        let (mut server, client) = duplex(4096);
+        let password = password.to_owned();
+        let client = tokio::spawn(async move { client_side(client, &password).await });
+        let result = authenticate(auth, &mut server, Some(user), None).await;
+        drop(server);
+        client.await.unwrap();
+        result
+    }
+
+    #[tokio::test]
+    async fn scram_over_the_wire() {
+        let auth = users("s3cret");
+        assert_eq!(
+            run(&auth, "alice", "s3cret").await.unwrap().as_deref(),
+            Some("alice")
+        );
+        let wrong = run(&auth, "alice", "nope").await.unwrap_err();
+        let unknown = run(&auth, "mallory", "s3cret").await.unwrap_err();
+        assert_eq!(
+            wrong.to_string(),
+            "password authentication failed for user \"alice\""
+        );
+        assert_eq!(
+            unknown.to_string(),
+            "password authentication failed for user \"mallory\""
+        );
+        assert_eq!((wrong.sqlstate(), unknown.sqlstate()), ("28P01", "28P01"));
+    }
+
+    #[test]
+    fn unknown_users_get_a_stable_salt() {
+        let secret = [9u8; 32];
+        assert_eq!(
+            mock_verifier(&secret, "bob").salt,
+            mock_verifier(&secret, "bob").salt
+        );
+        assert_ne!(
+            mock_verifier(&secret, "bob").salt,
+            mock_verifier(&secret, "eve").salt
+        );
+    }
+
+    #[tokio::test]
+    async fn trust_and_cert_without_a_certificate() {
+        let (mut server, _client) = duplex(64);
+        assert_eq!(
+            authenticate(&ClientAuth::Trust, &mut server, None, None)
+                .await
+                .unwrap(),
+            None
+        );
+        let err = authenticate(&ClientAuth::Cert, &mut server, Some("alice"), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.sqlstate(), "28000");
+        assert!(err.hint().is_some());
+    }
+}

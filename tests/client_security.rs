@@ -1,0 +1,821 @@
+//! Client TLS and client authentication end to end (issue 6, items 1 and 2): the real binary
+//! in front of the real PostgreSQL (static password targets), with real clients — psql and
+//! tokio-postgres — and certificates made at test time.
+//!
+//! - TLS from PEM files: psql with sslmode=require and verify-full; a wrong CA refused
+//! - `--client-sslmode require`: a plain-text psql refused with 08P01 and the advice
+//! - `--client-tls self-signed`: the logged fingerprint is the certificate served
+//! - replaced certificate files are served without a restart; a broken file keeps the old one
+//! - `--client-auth scram` with users made by `hash-password`: right, wrong and unknown
+//!   (psql with PGPASSWORD, tokio-postgres plain and over TLS), checked before the server
+//!   is contacted
+//! - `--client-auth cert`: the CN is the user; another user, no certificate refused
+//! - `trust` on 0.0.0.0 refused at start-up (exit 2, no port bound); allowed with
+//!   `--allow-unauthenticated-remote`
+//! - `--unix-socket`: psql -h DIR, a stale socket file replaced, the socket removed at exit
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+use support::certs::{ClientCa, TestPki, unrelated_ca_pem};
+use support::pg::{self, PgServer};
+use support::proxy_process::{ProxyCommand, ProxyProcess};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::NoTls;
+
+/// The psql refusal for `--client-sslmode require`.
+const TLS_REQUIRED: &str = "connect with sslmode=require";
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A static-password target in front of the shared server, as the proxy's first target.
+fn target(server: &PgServer) -> String {
+    format!(
+        "localhost:{}/dev?db_user={}&password_env=PW",
+        server.port(),
+        pg::SCRAM_USER
+    )
+}
+
+/// Starts the binary on a free port with `extra` flags (after the target and the CA).
+fn start(server: &PgServer, extra: &[&str]) -> ProxyProcess {
+    start_with_targets(server, &[target(server)], extra)
+}
+
+fn start_with_targets(server: &PgServer, targets: &[String], extra: &[&str]) -> ProxyProcess {
+    let port = pg::free_port();
+    let ca = server.ca_pem_path().display().to_string();
+    let port_text = port.to_string();
+    let mut args: Vec<&str> = targets.iter().map(String::as_str).collect();
+    args.extend(["--port", &port_text, "--upstream-ca", &ca]);
+    args.extend_from_slice(extra);
+    ProxyCommand::new(&args)
+        .env("PW", Some(pg::SCRAM_PASSWORD))
+        .spawn(port)
+}
+
+/// Files written for one test, removed with it.
+struct Files(tempfile::TempDir);
+
+impl Files {
+    fn new() -> Files {
+        Files(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// Writes `name` (mode 0600, as libpq wants for keys) and returns its path.
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.0.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+        path
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.path().join(name).display().to_string()
+    }
+
+    fn dir(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// What a psql run printed.
+struct Psql {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs psql once with `conninfo` and one command, never prompting (`-w`), with an empty
+/// HOME (no ~/.pgpass, no ~/.postgresql certificates) and `PGPASSWORD` when given.
+async fn psql(server: &PgServer, conninfo: &str, command: &str, password: Option<&str>) -> Psql {
+    let home = tempfile::tempdir().expect("home");
+    let mut cmd = tokio::process::Command::new(server.psql_bin());
+    cmd.arg(conninfo)
+        .args(["-X", "-A", "-t", "-w", "-c", command])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null());
+    if let Some(password) = password {
+        cmd.env("PGPASSWORD", password);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("psql finishes within 60 s")
+        .expect("psql runs");
+    Psql {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Asserts psql ran `select current_user` through the proxy (the server sees the target's
+/// database user, whatever the client called itself).
+fn assert_logged_in(run: &Psql) {
+    assert!(run.ok, "psql failed: {}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout.trim(), pg::SCRAM_USER, "{}", run.stdout);
+}
+
+/// Connects with tokio-postgres over `tls`, returning the SQLSTATE and message of a refusal.
+async fn tokio_pg<T>(conninfo: &str, tls: T) -> Result<tokio_postgres::Client, (String, String)>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    match tokio_postgres::connect(conninfo, tls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            Ok(client)
+        }
+        Err(e) => Err(match e.as_db_error() {
+            Some(db) => (db.code().code().to_owned(), db.message().to_owned()),
+            None => (String::new(), e.to_string()),
+        }),
+    }
+}
+
+async fn current_user(client: &tokio_postgres::Client) -> String {
+    client
+        .query_one("select current_user::text", &[])
+        .await
+        .expect("query")
+        .get(0)
+}
+
+/// `openssl x509 -fingerprint -sha256` format, computed here independently of the proxy.
+fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("certificate PEM")
+        .to_vec()
+}
+
+/// Accepts any server certificate (the test wants to see which one is served).
+#[derive(Debug)]
+struct AcceptAny(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// Sends SSLRequest, expects `S`, completes a TLS handshake and returns the certificate the
+/// proxy served (DER).
+async fn served_certificate(port: u16) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .expect("SSLRequest");
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer).await.expect("answer");
+    assert_eq!(
+        answer[0], b'S',
+        "client TLS is configured: SSLRequest gets S"
+    );
+    let provider = provider();
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(
+            provider.signature_verification_algorithms,
+        )))
+        .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    tls.get_ref().1.peer_certificates().expect("certificates")[0].to_vec()
+}
+
+/// Waits until `check` holds, for at most `limit`.
+async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Writes a server certificate for `localhost` and its key; returns the PKI and the paths.
+fn server_cert(files: &Files) -> (TestPki, PathBuf, PathBuf) {
+    let pki = TestPki::generate(&["localhost"]);
+    let cert = files.write("server.crt", &pki.server_cert_pem);
+    let key = files.write("server.key", &pki.server_key_pem);
+    (pki, cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_from_files_serves_psql_with_require_and_verify_full() {
+    let server = PgServer::shared();
+    let files = Files::new();
+    let (pki, cert, key) = server_cert(&files);
+    let ca = files.write("ca.pem", &pki.ca_pem);
+    let wrong_ca = files.write("wrong-ca.pem", &unrelated_ca_pem());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let proxy = start(
+        server,
+        &["--client-tls-cert", &cert, "--client-tls-key", &key],
+    );
+    let port = proxy.port;
+
+    let require = format!("host=127.0.0.1 port={port} dbname=dev user=app sslmode=require");
+    assert_logged_in(&psql(server, &require, "select current_user", None).await);
+    let info = psql(server, &require, "\\conninfo", None).await;
+    assert!(info.stdout.contains("SSL connection"), "{}", info.stdout);
+
+    let verify_full = format!(
+        "host=localhost port={port} dbname=dev user=app sslmode=verify-full sslrootcert={}",
+        ca.display()
+    );
+    assert_logged_in(&psql(server, &verify_full, "select current_user", None).await);
+
+    let wrong = format!(
+        "host=localhost port={port} dbname=dev user=app sslmode=verify-full sslrootcert={}",
+        wrong_ca.display()
+    );
+    let refused = psql(server, &wrong, "select 1", None).await;
+    assert!(
+        !refused.ok,
+        "a certificate from another CA must fail verify-full"
+    );
+    assert!(refused.stderr.contains("certificate"), "{}", refused.stderr);
+
+    // Without --client-sslmode require, plain text still works.
+    let plain = format!("host=127.0.0.1 port={port} dbname=dev user=app sslmode=disable");
+    assert_logged_in(&psql(server, &plain, "select current_user", None).await);
+    let info = psql(server, &plain, "\\conninfo", None).await;
+    assert!(!info.stdout.contains("SSL connection"), "{}", info.stdout);
+
+    // tokio-postgres over rustls, verifying the name.
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(pki.client_config());
+    let client = tokio_pg(
+        &format!("host=localhost port={port} dbname=dev user=app sslmode=require"),
+        tls,
+    )
+    .await
+    .expect("tokio-postgres over TLS");
+    assert_eq!(current_user(&client).await, pg::SCRAM_USER);
+    drop(client);
+    proxy.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_refuses_plain_text_clients() {
+    let server = PgServer::shared();
+    let files = Files::new();
+    let (_pki, cert, key) = server_cert(&files);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let proxy = start(
+        server,
+        &[
+            "--client-tls-cert",
+            &cert,
+            "--client-tls-key",
+            &key,
+            "--client-sslmode",
+            "require",
+        ],
+    );
+    let port = proxy.port;
+
+    let plain = format!("host=127.0.0.1 port={port} dbname=dev user=app sslmode=disable");
+    let refused = psql(server, &plain, "select 1", None).await;
+    assert!(!refused.ok);
+    assert!(refused.stderr.contains(TLS_REQUIRED), "{}", refused.stderr);
+
+    let (code, message) = tokio_pg(&plain, NoTls).await.expect_err("refused");
+    assert_eq!(code, "08P01");
+    assert!(message.contains(TLS_REQUIRED), "{message}");
+
+    let require = format!("host=127.0.0.1 port={port} dbname=dev user=app sslmode=require");
+    assert_logged_in(&psql(server, &require, "select current_user", None).await);
+    let log = proxy.stop();
+    assert!(log.contains("outcome=\"client_auth_failed\""), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_certificate_fingerprint_is_logged_and_served() {
+    let server = PgServer::shared();
+    let proxy = start(server, &["--client-tls", "self-signed"]);
+    let log = proxy.log();
+    let logged = log
+        .split("fingerprint_sha256=")
+        .nth(1)
+        .map(|rest| rest.chars().take(95).collect::<String>())
+        .unwrap_or_else(|| panic!("no fingerprint in the log: {log}"));
+    let served = served_certificate(proxy.port).await;
+    assert_eq!(logged, fingerprint(&served), "{log}");
+
+    let require = format!(
+        "host=127.0.0.1 port={} dbname=dev user=app sslmode=require",
+        proxy.port
+    );
+    assert_logged_in(&psql(server, &require, "select current_user", None).await);
+    proxy.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_certificate_files_are_served_without_a_restart() {
+    let server = PgServer::shared();
+    let files = Files::new();
+    let (first, cert, key) = server_cert(&files);
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let proxy = start(
+        server,
+        &["--client-tls-cert", &cert_arg, "--client-tls-key", &key_arg],
+    );
+    let port = proxy.port;
+    assert_eq!(
+        served_certificate(port).await,
+        pem_der(&first.server_cert_pem)
+    );
+
+    // A broken certificate file: the reload fails and the first certificate stays.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nbroken\n").expect("break cert");
+    let failed = eventually(Duration::from_secs(15), async || {
+        proxy.log().contains("client TLS reload failed")
+    })
+    .await;
+    assert!(failed, "no failed reload logged: {}", proxy.log());
+    assert_eq!(
+        served_certificate(port).await,
+        pem_der(&first.server_cert_pem)
+    );
+
+    // A new pair: served by new connections, no restart.
+    let second = TestPki::generate(&["localhost"]);
+    files.write("server.key", &second.server_key_pem);
+    files.write("server.crt", &second.server_cert_pem);
+    let new_der = pem_der(&second.server_cert_pem);
+    let switched = eventually(Duration::from_secs(15), async || {
+        served_certificate(port).await == new_der
+    })
+    .await;
+    assert!(
+        switched,
+        "the new certificate was not served: {}",
+        proxy.log()
+    );
+    assert!(proxy.log().contains("client TLS certificate reloaded"));
+
+    let ca = files.write("second-ca.pem", &second.ca_pem);
+    let verify_full = format!(
+        "host=localhost port={port} dbname=dev user=app sslmode=verify-full sslrootcert={}",
+        ca.display()
+    );
+    assert_logged_in(&psql(server, &verify_full, "select current_user", None).await);
+
+    // SIGHUP reloads at once (here: the same files again).
+    proxy.signal("HUP");
+    let hup = eventually(Duration::from_secs(10), async || {
+        proxy.log().contains("trigger=\"SIGHUP\"") || proxy.log().contains("trigger=SIGHUP")
+    })
+    .await;
+    assert!(hup, "no SIGHUP reload logged: {}", proxy.log());
+    assert_eq!(served_certificate(port).await, new_der);
+    proxy.stop();
+}
+
+/// Runs `redshift-auth-proxy hash-password [user]` with `password` on stdin.
+fn hash_password(user: Option<&str>, password: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-auth-proxy"));
+    command.arg("hash-password");
+    command.args(user);
+    let mut child = command
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hash-password runs");
+    // A refused user name ends the command before it reads: the pipe may be closed.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes());
+    let output = child.wait_with_output().expect("hash-password ends");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_lets_the_right_password_in_and_refuses_wrong_and_unknown_alike() {
+    let server = PgServer::shared();
+    let files = Files::new();
+
+    let (ok, alice, stderr) = hash_password(Some("alice"), "alice-pw Ω");
+    assert!(ok, "{stderr}");
+    assert!(alice.starts_with("alice:SCRAM-SHA-256$4096:"), "{alice}");
+    let (ok, bob, _) = hash_password(Some("bob"), "bob-pw");
+    assert!(ok);
+    let (ok, _, stderr) = hash_password(Some("a:b"), "x");
+    assert!(!ok && stderr.contains("user name"), "{stderr}");
+    let (ok, _, stderr) = hash_password(Some("carol"), "");
+    assert!(!ok && stderr.contains("empty"), "{stderr}");
+    let users = files.write("users.txt", &format!("# clients\n{alice}{bob}"));
+    assert!(!alice.contains("alice-pw"), "the password is not printed");
+
+    // A second target whose server is down: a client that fails authentication must hear
+    // 28P01 from the proxy, not 08001 from a connection attempt.
+    let dead_port = pg::free_port();
+    let dead_listen = pg::free_port();
+    let dead =
+        format!("localhost:{dead_port}/dev?db_user=nobody&password_env=PW&port={dead_listen}");
+    let (pki, cert, key) = server_cert(&files);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let users_arg = users.display().to_string();
+    let proxy = start_with_targets(
+        server,
+        &[target(server), dead],
+        &[
+            "--client-auth",
+            "scram",
+            "--client-users",
+            &users_arg,
+            "--client-tls-cert",
+            &cert,
+            "--client-tls-key",
+            &key,
+        ],
+    );
+    let port = proxy.port;
+    let conninfo = |user: &str, sslmode: &str| {
+        format!("host=127.0.0.1 port={port} dbname=dev user={user} sslmode={sslmode}")
+    };
+
+    // psql with PGPASSWORD, plain and over TLS (libpq then prefers channel binding, which the
+    // proxy does not offer: it must go on without).
+    for sslmode in ["disable", "require"] {
+        let run = psql(
+            server,
+            &conninfo("alice", sslmode),
+            "select current_user",
+            Some("alice-pw Ω"),
+        )
+        .await;
+        assert_logged_in(&run);
+    }
+    let wrong = psql(
+        server,
+        &conninfo("alice", "disable"),
+        "select 1",
+        Some("nope"),
+    )
+    .await;
+    assert!(!wrong.ok);
+    assert!(
+        wrong
+            .stderr
+            .contains("password authentication failed for user \"alice\""),
+        "{}",
+        wrong.stderr
+    );
+    let unknown = psql(
+        server,
+        &conninfo("mallory", "disable"),
+        "select 1",
+        Some("x"),
+    )
+    .await;
+    assert!(
+        unknown
+            .stderr
+            .contains("password authentication failed for user \"mallory\""),
+        "{}",
+        unknown.stderr
+    );
+    let none = psql(server, &conninfo("alice", "disable"), "select 1", None).await;
+    assert!(!none.ok, "no password, no login");
+
+    // tokio-postgres: plain, and over TLS.
+    let with_password = |user: &str, password: &str, sslmode: &str| {
+        format!("{} password='{password}'", conninfo(user, sslmode))
+    };
+    let client = tokio_pg(&with_password("bob", "bob-pw", "disable"), NoTls)
+        .await
+        .expect("bob logs in");
+    assert_eq!(current_user(&client).await, pg::SCRAM_USER);
+    drop(client);
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(pki.client_config());
+    let client = tokio_pg(
+        &format!("host=localhost port={port} dbname=dev user=bob password=bob-pw sslmode=require"),
+        tls,
+    )
+    .await
+    .expect("bob logs in over TLS");
+    assert_eq!(current_user(&client).await, pg::SCRAM_USER);
+    drop(client);
+    for (user, password) in [("bob", "alice-pw Ω"), ("nobody", "bob-pw")] {
+        let (code, message) = tokio_pg(&with_password(user, password, "disable"), NoTls)
+            .await
+            .expect_err("refused");
+        assert_eq!(code, "28P01", "{message}");
+        assert_eq!(
+            message,
+            format!("password authentication failed for user \"{user}\"")
+        );
+    }
+
+    // The target whose server is down: authentication comes first.
+    let dead_conninfo = |password: &str| {
+        format!(
+            "host=127.0.0.1 port={dead_listen} dbname=dev user=bob password={password} sslmode=disable"
+        )
+    };
+    let (code, _) = tokio_pg(&dead_conninfo("wrong"), NoTls)
+        .await
+        .expect_err("refused");
+    assert_eq!(code, "28P01", "refused before the server is dialled");
+    let (code, message) = tokio_pg(&dead_conninfo("bob-pw"), NoTls)
+        .await
+        .expect_err("server down");
+    assert_eq!(
+        code, "08001",
+        "authenticated, then the server is dialled: {message}"
+    );
+
+    let log = proxy.stop();
+    assert!(log.contains("client authentication failed"), "{log}");
+    assert!(!log.contains("alice-pw"), "no password in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_auth_takes_the_user_from_the_certificate_cn() {
+    let server = PgServer::shared();
+    let files = Files::new();
+    let (pki, cert, key) = server_cert(&files);
+    let server_ca = files.write("server-ca.pem", &pki.ca_pem);
+    let client_ca = ClientCa::new("test client CA");
+    let client_ca_path = files.write("client-ca.pem", &client_ca.ca_pem);
+    let (alice_cert, alice_key) = client_ca.issue("alice");
+    files.write("alice.crt", &alice_cert);
+    files.write("alice.key", &alice_key);
+    let stranger = ClientCa::new("stranger CA");
+    let (eve_cert, eve_key) = stranger.issue("alice");
+
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let ca_arg = client_ca_path.display().to_string();
+    let proxy = start(
+        server,
+        &[
+            "--client-tls-cert",
+            &cert,
+            "--client-tls-key",
+            &key,
+            "--client-auth",
+            "cert",
+            "--client-ca",
+            &ca_arg,
+        ],
+    );
+    let port = proxy.port;
+
+    // psql with sslcert/sslkey.
+    let psql_conninfo = |user: &str| {
+        format!(
+            "host=localhost port={port} dbname=dev user={user} sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+            server_ca.display(),
+            files.path("alice.crt"),
+            files.path("alice.key")
+        )
+    };
+    assert_logged_in(&psql(server, &psql_conninfo("alice"), "select current_user", None).await);
+    let mismatch = psql(server, &psql_conninfo("bob"), "select 1", None).await;
+    assert!(!mismatch.ok);
+    assert!(
+        mismatch
+            .stderr
+            .contains("certificate authentication failed for user \"bob\""),
+        "{}",
+        mismatch.stderr
+    );
+
+    // tokio-postgres with rustls client authentication.
+    let with_cert = |cert_pem: &str, key_pem: &str| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).expect("CA"))
+            .expect("root");
+        let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert")];
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .expect("client cert");
+        tokio_postgres_rustls::MakeRustlsConnect::new(config)
+    };
+    let conninfo =
+        |user: &str| format!("host=localhost port={port} dbname=dev user={user} sslmode=require");
+    let client = tokio_pg(&conninfo("alice"), with_cert(&alice_cert, &alice_key))
+        .await
+        .expect("alice's certificate logs in as alice");
+    assert_eq!(current_user(&client).await, pg::SCRAM_USER);
+    drop(client);
+
+    let (code, message) = tokio_pg(&conninfo("bob"), with_cert(&alice_cert, &alice_key))
+        .await
+        .expect_err("alice's certificate is not bob's");
+    assert_eq!(code, "28000");
+    assert!(message.contains("is for \"alice\""), "{message}");
+
+    let (code, message) = tokio_pg(
+        &conninfo("alice"),
+        tokio_postgres_rustls::MakeRustlsConnect::new(pki.client_config()),
+    )
+    .await
+    .expect_err("no certificate");
+    assert_eq!(code, "28000");
+    assert!(
+        message.contains("requires a valid client certificate"),
+        "{message}"
+    );
+
+    let (code, _) = tokio_pg(&conninfo("alice"), with_cert(&eve_cert, &eve_key))
+        .await
+        .expect_err("a certificate from another CA fails the handshake");
+    assert_eq!(code, "", "refused by TLS, not by a PostgreSQL error");
+
+    let plain = format!("host=127.0.0.1 port={port} dbname=dev user=alice sslmode=disable");
+    let (code, _) = tokio_pg(&plain, NoTls).await.expect_err("plain text");
+    assert_eq!(code, "28000");
+    proxy.stop();
+}
+
+#[test]
+fn trust_on_a_non_loopback_address_is_refused_at_start_up() {
+    let port = pg::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-auth-proxy"))
+        .args([
+            "localhost:5432/dev?db_user=app&password_env=PW",
+            "--address",
+            "0.0.0.0",
+            "--port",
+            &port.to_string(),
+            "--http-address",
+            "off",
+        ])
+        .env_clear()
+        .env("PW", "unused")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("proxy starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the proxy kept running with trust on 0.0.0.0");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr read");
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    for needle in [
+        "refusing to listen on 0.0.0.0 with --client-auth trust",
+        "IAM identity",
+        "--client-auth scram",
+        "--allow-unauthenticated-remote",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no port may be bound"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_unauthenticated_remote_starts_with_a_warning() {
+    let server = PgServer::shared();
+    let proxy = start(
+        server,
+        &["--address", "0.0.0.0", "--allow-unauthenticated-remote"],
+    );
+    let conninfo = format!(
+        "host=127.0.0.1 port={} dbname=dev user=app sslmode=disable",
+        proxy.port
+    );
+    assert_logged_in(&psql(server, &conninfo, "select current_user", None).await);
+    let log = proxy.stop();
+    assert!(
+        log.contains("WARN") && log.contains("without client authentication"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_serves_psql_and_is_removed_at_exit() {
+    let server = PgServer::shared();
+    let files = Files::new();
+    let dir = files.dir().to_owned();
+    // The proxy's port is chosen by `start`; a stale socket can only be planted once it is
+    // known, so this test picks the port itself.
+    let port = pg::free_port();
+    let socket = dir.join(format!(".s.PGSQL.{port}"));
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
+    assert!(socket.exists());
+
+    let ca = server.ca_pem_path().display().to_string();
+    let port_text = port.to_string();
+    let dir_text = dir.display().to_string();
+    let target = target(server);
+    let proxy = ProxyCommand::new(&[
+        &target,
+        "--port",
+        &port_text,
+        "--upstream-ca",
+        &ca,
+        "--unix-socket",
+        &dir_text,
+    ])
+    .env("PW", Some(pg::SCRAM_PASSWORD))
+    .spawn(port);
+    assert!(socket.exists());
+
+    let run = psql(
+        server,
+        &format!("host={dir_text} port={port} dbname=dev user=app"),
+        "select current_user",
+        None,
+    )
+    .await;
+    assert_logged_in(&run);
+    let log = proxy.stop();
+    assert!(log.contains("removing a stale socket file"), "{log}");
+    assert!(log.contains("client=[local]"), "{log}");
+    assert!(!socket.exists(), "the socket file is removed at exit");
+}
