@@ -111,12 +111,17 @@ async fn run(config: ProxyConfig, check: bool) -> anyhow::Result<bool> {
     if let Some(dir) = &config.client.unix_socket {
         server.add_unix_socket(dir)?;
     }
-    if let Some(tls) = assembled.client_tls {
-        tokio::spawn(client_tls::watch(
-            tls,
-            client_tls::POLL_INTERVAL,
-            http_stop.clone(),
-        ));
+    match assembled.client_tls {
+        Some(tls) if !tls.watched_files().is_empty() => {
+            tokio::spawn(client_tls::watch(
+                tls,
+                client_tls::POLL_INTERVAL,
+                http_stop.clone(),
+            ));
+        }
+        _ => {
+            tokio::spawn(shutdown::ignore_hangups());
+        }
     }
     let stop = StopTokens::default();
     tokio::spawn(shutdown::watch_signals(requested.clone()));

@@ -165,6 +165,24 @@ impl Summary {
     }
 }
 
+/// One count in the active-connections gauge, taken back when dropped: also when a stop
+/// drops a session that is still logging in after its grace period, so the gauge returns to
+/// 0 whatever ends the session.
+struct ActiveConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl ActiveConnection {
+    fn open(gauge: &prometheus_client::metrics::gauge::Gauge) -> ActiveConnection {
+        gauge.inc();
+        ActiveConnection(gauge.clone())
+    }
+}
+
+impl Drop for ActiveConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Serves one client connection to completion and logs one line when it closes. Never
 /// panics on client or server input and always closes both sockets before returning.
 /// `shutdown` ends an open session with ErrorResponse 57P01. A client that was not
@@ -181,10 +199,10 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let started = Instant::now();
-    ctx.metrics.active.inc();
+    let active = ActiveConnection::open(&ctx.metrics.active);
     let mut client = ClientStream::Plain(client);
     let summary = serve_inner(&mut client, peer, &ctx, shutdown, started, admitted).await;
-    ctx.metrics.active.dec();
+    drop(active);
     let duration = started.elapsed();
     ctx.metrics.connection_closed(summary.outcome.as_str());
     if summary.outcome != Outcome::NoStartup && summary.outcome != Outcome::Cancel {
@@ -260,7 +278,7 @@ where
         refuse(client, ErrorResponse::fatal("53300", message)).await;
         return Summary::refused(Outcome::TooManyConnections, "53300");
     }
-    if let Err(summary) = admit_client(client, peer, ctx, &params).await {
+    if let Err(summary) = admit_client(client, peer, ctx, &params, started).await {
         return summary;
     }
     open_session(client, peer, ctx, params, started, shutdown).await
@@ -273,6 +291,7 @@ async fn admit_client<C>(
     peer: ClientAddr,
     ctx: &TargetContext,
     params: &StartupParams,
+    started: Instant,
 ) -> Result<(), Summary>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
@@ -288,7 +307,10 @@ where
         return Err(Summary::refused(Outcome::ClientAuthFailed, "08P01"));
     }
     let user = params.get("user");
-    let authenticated = tokio::time::timeout(ctx.startup_timeout, async {
+    // One --startup-timeout from accept covers the StartupMessage and client authentication
+    // together, so a client that never answers holds its --max-connections slot no longer.
+    let deadline = tokio::time::Instant::from_std(started + ctx.startup_timeout);
+    let authenticated = tokio::time::timeout_at(deadline, async {
         let certificate = client.peer_certificate().cloned();
         client_auth::authenticate(&ctx.client.auth, client, user, certificate.as_ref()).await
     })
@@ -446,11 +468,24 @@ where
         let mut auth =
             PasswordAuthenticator::new(credentials.user.clone(), credentials.password.clone());
         let address = ctx.endpoint.address();
+        // One bound for connect, TLS and the login itself: a server (or a load balancer in
+        // front of it) that completes the handshake and then says nothing must not hold the
+        // session, and its --max-connections slot, forever.
         let login = async {
-            let mut server = upstream::connect(&ctx.endpoint).await?;
-            let greeting =
-                upstream::login(&mut server, &address, &upstream_params, &mut auth).await?;
-            Ok::<_, UpstreamError>((server, greeting))
+            let attempt = async {
+                let mut server = upstream::connect(&ctx.endpoint).await?;
+                let greeting =
+                    upstream::login(&mut server, &address, &upstream_params, &mut auth).await?;
+                Ok::<_, UpstreamError>((server, greeting))
+            };
+            tokio::time::timeout(ctx.endpoint.connect_timeout, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(UpstreamError::Timeout {
+                        address: address.clone(),
+                        timeout: ctx.endpoint.connect_timeout,
+                    })
+                })
         };
         let db_user = Some(credentials.user.clone());
         match login.await {

@@ -71,3 +71,16 @@ pub async fn watch_signals(requested: CancellationToken) {
     tracing::warn!("second signal: exiting now");
     std::process::exit(1);
 }
+
+/// Keeps SIGHUP from killing the proxy when there are no client TLS files to reload: its
+/// default action would end every session at once, so a `kill -HUP` meant as "reload" (a
+/// logrotate hook, say) is only logged.
+pub async fn ignore_hangups() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: there are no client TLS files to reload");
+    }
+}

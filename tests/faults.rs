@@ -174,6 +174,9 @@ enum Misbehaviour {
     Silent,
     /// Answers the SSLRequest with `S`, then never sends another byte.
     SilentAfterSslAnswer,
+    /// Completes the TLS handshake, then never answers the StartupMessage (a stuck server,
+    /// or a TLS-terminating load balancer with nothing behind it).
+    SilentAfterHandshake,
 }
 
 /// A TLS upstream on 127.0.0.1 whose behaviour the test switches between sessions.
@@ -266,6 +269,10 @@ async fn misbehave(mut tcp: TcpStream, tls: Arc<rustls::ServerConfig>, mode: Mis
     let Ok(mut stream) = tokio_rustls::TlsAcceptor::from(tls).accept(tcp).await else {
         return;
     };
+    if mode == Misbehaviour::SilentAfterHandshake {
+        let _ = read_packet(&mut stream).await;
+        std::future::pending::<()>().await;
+    }
     if read_packet(&mut stream).await.is_none() {
         return;
     }
@@ -345,7 +352,11 @@ async fn an_upstream_that_drops_the_tls_handshake_gets_08001() {
 async fn an_upstream_that_never_answers_gets_08001_at_the_connect_timeout() {
     let upstream = BadUpstream::start(Misbehaviour::Silent).await;
     let watched = upstream.proxy().await;
-    for mode in [Misbehaviour::Silent, Misbehaviour::SilentAfterSslAnswer] {
+    for mode in [
+        Misbehaviour::Silent,
+        Misbehaviour::SilentAfterSslAnswer,
+        Misbehaviour::SilentAfterHandshake,
+    ] {
         upstream.set(mode);
         let (code, message, took) = refused(&watched, "silent").await;
         assert_eq!(code, "08001", "{mode:?}: {message}");

@@ -278,7 +278,7 @@ where
         .map_err(|e| ClientAuthError::Protocol(e.to_string()))?;
     if mechanism != MECHANISM {
         return Err(ClientAuthError::Protocol(format!(
-            "client selected an invalid SASL authentication mechanism \"{mechanism}\": the proxy offers {MECHANISM}"
+            "client selected an invalid SASL authentication mechanism {mechanism:?}: the proxy offers {MECHANISM}"
         )));
     }
     let server_first = server.client_first(first).map_err(failed)?;
