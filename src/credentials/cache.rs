@@ -78,6 +78,27 @@ struct Cached {
     expires: Instant,
 }
 
+/// Entries in the cache above which unused, empty or expired ones are dropped.
+const PRUNE_ABOVE: usize = 1024;
+
+impl Entry {
+    /// Holds a password that has not expired, a failure still remembered, or a refresh.
+    fn worth_keeping(&self, now: Instant, policy: &CachePolicy) -> bool {
+        let Ok(state) = self.state.try_lock() else {
+            return true;
+        };
+        state.refreshing
+            || state
+                .value
+                .as_ref()
+                .is_some_and(|cached| cached.expires > now)
+            || state
+                .failure
+                .as_ref()
+                .is_some_and(|(_, at)| now.duration_since(*at) < policy.remember_failure)
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every update is a single assignment, so the state is consistent even after a panic.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -113,10 +134,17 @@ impl CachedSource {
     }
 
     fn entry(&self, request: &CredentialRequest) -> Arc<Entry> {
-        lock(&self.entries)
-            .entry(request.clone())
-            .or_default()
-            .clone()
+        let mut entries = lock(&self.entries);
+        if entries.len() >= PRUNE_ABOVE && !entries.contains_key(request) {
+            // The key includes the database name the client chose, so clients could grow the
+            // map without end: past the threshold, entries nobody is using that hold neither
+            // a live password nor a remembered failure go.
+            let now = Instant::now();
+            entries.retain(|_, entry| {
+                Arc::strong_count(entry) > 1 || entry.worth_keeping(now, &self.policy)
+            });
+        }
+        entries.entry(request.clone()).or_default().clone()
     }
 
     /// Looks at the entry. The first look (`before_flight`) happens before the request waits
@@ -366,6 +394,31 @@ mod tests {
         cache.credentials(&request("bob")).await.expect("bob");
         assert_eq!(source.calls.load(Ordering::SeqCst), 2);
         assert_eq!(cache.api_calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_pruned_when_clients_invent_many_keys() {
+        let source = Counting::new(Duration::ZERO, Duration::from_secs(60));
+        let cache = CachedSource::new(
+            source.clone(),
+            CachePolicy::default(),
+            TargetMetrics::detached("t"),
+        );
+        for n in 0..PRUNE_ABOVE {
+            let request = CredentialRequest {
+                db_user: Some("alice".to_owned()),
+                database: format!("db{n}"),
+            };
+            cache.credentials(&request).await.expect("credentials");
+        }
+        assert_eq!(lock(&cache.entries).len(), PRUNE_ABOVE);
+        // Still valid: nothing is dropped.
+        cache.credentials(&request("bob")).await.expect("bob");
+        assert_eq!(lock(&cache.entries).len(), PRUNE_ABOVE + 1);
+        // Once they expire, the next new key clears them out.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        cache.credentials(&request("carol")).await.expect("carol");
+        assert_eq!(lock(&cache.entries).len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
