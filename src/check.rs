@@ -107,10 +107,7 @@ async fn run_check(
     ];
     let mut auth = PasswordAuthenticator::new(credentials.user.clone(), credentials.password);
     let address = ctx.endpoint.address();
-    let mut server = upstream::connect(&ctx.endpoint)
-        .await
-        .map_err(|e| e.to_string())?;
-    let greeting = upstream::login(&mut server, &address, &params, &mut auth)
+    let (mut server, greeting) = upstream::connect_and_login(&ctx.endpoint, &params, &mut auth)
         .await
         .map_err(|e| e.to_string())?;
     report.server_version = greeting.server_version.clone();

@@ -122,7 +122,8 @@ pub struct Cli {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_roots: Option<UpstreamRoots>,
 
-    /// Limit for TCP connect plus TLS handshake to the server. Example: --connect-timeout 5s
+    /// Limit for TCP connect, TLS handshake and login to the server together, and for each AWS
+    /// call with its retries. Example: --connect-timeout 5s
     /// (default 10s; units ms, s, m; a bare number is seconds).
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -416,7 +417,7 @@ pub struct ProxyConfig {
     pub targets: Vec<ListenTarget>,
     /// Roots and extra CAs for upstream certificates.
     pub trust: UpstreamTrust,
-    /// TCP connect plus TLS handshake limit.
+    /// Limit for connect, TLS handshake and login together (and each AWS call).
     pub connect_timeout: Duration,
     /// Connect-to-StartupMessage limit.
     pub startup_timeout: Duration,

@@ -32,11 +32,6 @@ impl<S> ReadAhead<S> {
         }
     }
 
-    /// The wrapped stream, e.g. to read socket options.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Bytes read from the stream and not yet handed out.
     pub fn buffered(&self) -> usize {
         self.end - self.start

@@ -16,7 +16,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::protocol::frame::BadFrameLength;
 use crate::protocol::{FrameHeader, FrameWalker};
 
-pub use crate::buffer_pool::BUFFER_SIZE as RELAY_BUFFER_SIZE;
 use crate::buffer_pool::{self, PooledBuffer};
 
 /// Keep reading into a chunk before writing it out while at least this much room is left: a

@@ -468,25 +468,7 @@ where
         let mut auth =
             PasswordAuthenticator::new(credentials.user.clone(), credentials.password.clone());
         let address = ctx.endpoint.address();
-        // One bound for connect, TLS and the login itself: a server (or a load balancer in
-        // front of it) that completes the handshake and then says nothing must not hold the
-        // session, and its --max-connections slot, forever.
-        let login = async {
-            let attempt = async {
-                let mut server = upstream::connect(&ctx.endpoint).await?;
-                let greeting =
-                    upstream::login(&mut server, &address, &upstream_params, &mut auth).await?;
-                Ok::<_, UpstreamError>((server, greeting))
-            };
-            tokio::time::timeout(ctx.endpoint.connect_timeout, attempt)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(UpstreamError::Timeout {
-                        address: address.clone(),
-                        timeout: ctx.endpoint.connect_timeout,
-                    })
-                })
-        };
+        let login = upstream::connect_and_login(&ctx.endpoint, &upstream_params, &mut auth);
         let db_user = Some(credentials.user.clone());
         match login.await {
             Ok((server, greeting)) => break (server, greeting, dropped),

@@ -46,7 +46,7 @@ pub struct UpstreamEndpoint {
     pub sslmode: SslMode,
     /// The rustls configuration for `sslmode`; `None` exactly when `sslmode` is `disable`.
     pub tls: Option<Arc<ClientConfig>>,
-    /// How long TCP connect plus the TLS handshake may take.
+    /// How long TCP connect, the TLS handshake and the login together may take.
     pub connect_timeout: Duration,
 }
 
@@ -211,11 +211,34 @@ impl UpstreamError {
 
 /// Opens TCP (and TLS unless `sslmode=disable`) to the server within `connect_timeout`.
 pub async fn connect(endpoint: &UpstreamEndpoint) -> Result<UpstreamStream, UpstreamError> {
+    within_connect_timeout(endpoint, connect_inner(endpoint)).await
+}
+
+/// Connects and logs in (see `login`) within one `connect_timeout`: a server, or a load
+/// balancer in front of it, that completes the handshake and then says nothing must not hold
+/// a session (and its `--max-connections` slot) forever.
+pub async fn connect_and_login(
+    endpoint: &UpstreamEndpoint,
+    params: &[(String, String)],
+    auth: &mut PasswordAuthenticator,
+) -> Result<(UpstreamStream, Greeting), UpstreamError> {
     let address = endpoint.address();
-    tokio::time::timeout(endpoint.connect_timeout, connect_inner(endpoint))
+    within_connect_timeout(endpoint, async {
+        let mut server = connect_inner(endpoint).await?;
+        let greeting = login(&mut server, &address, params, auth).await?;
+        Ok((server, greeting))
+    })
+    .await
+}
+
+async fn within_connect_timeout<T>(
+    endpoint: &UpstreamEndpoint,
+    work: impl std::future::Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    tokio::time::timeout(endpoint.connect_timeout, work)
         .await
         .map_err(|_| UpstreamError::Timeout {
-            address,
+            address: endpoint.address(),
             timeout: endpoint.connect_timeout,
         })?
 }
