@@ -21,6 +21,7 @@ pub mod process_metrics;
 pub mod protocol;
 pub mod read_ahead;
 pub mod relay;
+pub mod scram_crypto;
 pub mod server;
 pub mod session;
 pub mod setup;

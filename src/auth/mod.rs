@@ -47,6 +47,9 @@ pub enum AuthError {
     /// A password containing a NUL cannot be sent.
     #[error("the password cannot be sent: {0}")]
     Encoding(std::io::Error),
+    /// The system's random source failed, so no SCRAM nonce could be made.
+    #[error("cannot generate a random SCRAM nonce")]
+    Random,
 }
 
 impl AuthError {
@@ -60,8 +63,22 @@ impl AuthError {
             AuthError::SaslOutOfOrder(_) | AuthError::Scram(_) | AuthError::Encoding(_) => {
                 "protocol"
             }
+            AuthError::Random => "internal",
         }
     }
+}
+
+/// A fresh client nonce: 18 random bytes in base64 (printable, no commas), as libpq makes.
+fn nonce() -> Result<String, AuthError> {
+    let mut bytes = [0u8; 18];
+    crate::tls::crypto_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| AuthError::Random)?;
+    Ok(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        bytes,
+    ))
 }
 
 fn digest_algorithm_name(code: u32) -> &'static str {
@@ -128,7 +145,7 @@ impl PasswordAuthenticator {
                 frontend::password_message(hashed.as_bytes(), out).map_err(AuthError::Encoding)?;
             }
             AuthRequest::Sasl { mechanisms } => {
-                let (client, first) = scram::ScramClient::start(mechanisms, password)?;
+                let (client, first) = scram::ScramClient::start(mechanisms, password, nonce()?)?;
                 frontend::sasl_initial_response(scram::MECHANISM, &first, out)
                     .map_err(AuthError::Encoding)?;
                 self.scram = Some(client);

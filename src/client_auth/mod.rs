@@ -13,7 +13,7 @@ mod scram;
 mod users;
 
 pub use cert_name::{CertNameError, common_name};
-pub use scram::{MECHANISM, ScramFailure, ScramServer, hmac_sha256};
+pub use scram::{MECHANISM, ScramFailure, ScramServer};
 pub use users::{
     ScramUsers, ScramVerifier, UserNameError, UsersFileError, VerifierError, check_user_name,
     hash_password,
@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::client_tls::ClientTls;
 use crate::protocol::sasl;
+use crate::scram_crypto::hmac_sha256;
 
 /// PostgreSQL's limit for one SASL message from the client (`PG_MAX_AUTH_TOKEN_LENGTH`).
 const MAX_SASL_MESSAGE_LEN: usize = 65_535;

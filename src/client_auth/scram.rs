@@ -10,10 +10,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
 
 use super::users::ScramVerifier;
+use crate::scram_crypto::{constant_time_eq, hmac_sha256, sha256};
 
 /// The only mechanism offered.
 pub const MECHANISM: &str = "SCRAM-SHA-256";
@@ -185,30 +184,13 @@ impl ScramServer {
         for (key, signature) in client_key.iter_mut().zip(client_signature) {
             *key ^= signature;
         }
-        let stored_key: [u8; 32] = Sha256::digest(client_key).into();
+        let stored_key = sha256(&client_key);
         if !(constant_time_eq(&stored_key, &self.verifier.stored_key) && self.known) {
             return Err(ScramFailure::WrongProof);
         }
         let server_signature = hmac_sha256(&self.verifier.server_key, auth_message.as_bytes());
         Ok(format!("v={}", STANDARD.encode(server_signature)))
     }
-}
-
-/// HMAC-SHA-256 of `data` under `key`.
-pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    // HMAC takes keys of any length, so this cannot fail; an empty MAC would fail the check.
-    match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mut mac) => {
-            mac.update(data);
-            mac.finalize().into_bytes().into()
-        }
-        Err(_) => [0; 32],
-    }
-}
-
-/// Compares without an early exit, so the time taken says nothing about where they differ.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
