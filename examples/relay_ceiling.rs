@@ -10,7 +10,7 @@
 //! nothing. Pin the proxy to one CPU (`--proxy-cpu`) and this program to another (with
 //! `taskset`), and the proxy's core is the one that runs out.
 //!
-//! Each round measures two paths on fresh connections:
+//! Each round measures two paths (three with `--forwarder`) on fresh connections:
 //!
 //! - `direct`: this program's client does TLS itself, straight to the synthetic upstream; a
 //!   baseline for what the machine does without the proxy (encryption, decryption and both
@@ -18,6 +18,12 @@
 //! - `proxy`: plain TCP to the proxy binary (`--proxy`), which logs in with the static
 //!   password mode and relays. The proxy's CPU time over the transfer comes from
 //!   `/proc/PID/stat` (utime + stime).
+//!
+//! - `forwarder` (with `--forwarder target/release/examples/tcp_forwarder`): the same number of
+//!   plain bytes, no TLS anywhere, from a source thread here through the forwarder (pinned
+//!   like the proxy, one runtime thread) to a sink thread here. Its CPU per byte is the
+//!   kernel's share of relaying alone (two socket copies, loopback TCP, wake-ups), which a
+//!   relay pays whatever it does in user space.
 //!
 //! `proxy_gb_per_cpu_second` (bytes relayed per second of proxy CPU) is the figure that
 //! carries over to other machines: compare it with the single-core AES-256-GCM decryption
@@ -35,8 +41,13 @@
 //!     --proxy target/release/redshift-auth-proxy --proxy-cpu 0 --bytes 2G
 //! ```
 //!
+//! Together with AES-GCM's rate, the forwarder's figure bounds what any decrypt-and-forward
+//! relay can reach on the machine: `1 / (1 / forwarder_gb_per_cpu_second + 1 / aes_gbps)`,
+//! a relay with no user-space copy at all.
+//!
 //! Output: `key=value` lines on stdout (`bytes`, `rounds`, `direct_gbps`, `proxy_gbps`,
-//! `proxy_cpu_seconds`, `proxy_gb_per_cpu_second`; medians over the rounds, GB = 1e9
+//! `proxy_cpu_seconds`, `proxy_gb_per_cpu_second`, and with `--forwarder` also
+//! `forwarder_gbps` and `forwarder_gb_per_cpu_second`; medians over the rounds, GB = 1e9
 //! bytes), then one line per round starting with `# `. Progress goes to stderr.
 
 use std::io::{self, Read, Write};
@@ -84,6 +95,11 @@ struct Args {
     /// Rounds; each measures direct, then proxy. Medians are reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
+    /// Also measure the kernel's share alone: examples/tcp_forwarder (this path), pinned like
+    /// the proxy, forwarding the same number of plain bytes from a source to a sink in this
+    /// program (no TLS anywhere), once per round.
+    #[arg(long, value_name = "PATH")]
+    forwarder: Option<PathBuf>,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -134,9 +150,24 @@ fn main() -> Result<()> {
         plan.answer_len()
     );
 
+    let forwarder = match &args.forwarder {
+        Some(program) => {
+            let sink = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the sink")?;
+            let sink_port = sink.local_addr()?.port();
+            let child = ProxyChild::start_forwarder(&args, program, sink_port, dir.path())?;
+            eprintln!(
+                "relay_ceiling: forwarder pid {} on 127.0.0.1:{} to a sink on 127.0.0.1:{sink_port}",
+                child.pid, child.port
+            );
+            Some((child, sink))
+        }
+        None => None,
+    };
+
     let tick_rate = clock_ticks_per_second();
     let client_config = pki.client_config()?;
     let mut rounds = Vec::new();
+    let mut forwarded = Vec::new();
     for round in 1..=args.rounds {
         let direct = run_direct(&client_config, upstream_port, &plan)
             .with_context(|| format!("round {round}: direct transfer"))?;
@@ -164,8 +195,21 @@ fn main() -> Result<()> {
             );
         }
         rounds.push((direct.seconds, relayed));
+        if let Some((child, sink)) = &forwarder {
+            let result = run_forwarded(child, sink, plan.answer_len(), tick_rate)
+                .with_context(|| format!("round {round}: transfer through the forwarder"))
+                .map_err(|error| child.explain(error))?;
+            eprintln!(
+                "relay_ceiling: round {round} forwarder (plain bytes, no TLS): {:.3} s, {:.3} GB/s, forwarder CPU {:.3} s",
+                result.seconds,
+                gbps(plan.answer_len(), result.seconds),
+                result.cpu_seconds,
+            );
+            forwarded.push(result);
+        }
     }
     drop(proxy);
+    drop(forwarder);
 
     let bytes = plan.answer_len();
     let direct_gbps = median(rounds.iter().map(|(d, _)| gbps(bytes, *d)).collect());
@@ -185,6 +229,12 @@ fn main() -> Result<()> {
     println!("proxy_gbps={proxy_gbps:.3}");
     println!("proxy_cpu_seconds={cpu_seconds:.3}");
     println!("proxy_gb_per_cpu_second={:.3}", gbps(bytes, cpu_seconds));
+    if !forwarded.is_empty() {
+        let seconds = median(forwarded.iter().map(|f| f.seconds).collect());
+        let cpu = median(forwarded.iter().map(|f| f.cpu_seconds).collect());
+        println!("forwarder_gbps={:.3}", gbps(bytes, seconds));
+        println!("forwarder_gb_per_cpu_second={:.3}", gbps(bytes, cpu));
+    }
     for (i, (direct, proxied)) in rounds.iter().enumerate() {
         println!(
             "# round={} direct_seconds={direct:.3} direct_gbps={:.3} proxy_seconds={:.3} \
@@ -560,26 +610,20 @@ fn stream_copy(tls: &mut impl Write, plan: &Plan, batch: &CopyBatch) -> Result<(
 // ---------------------------------------------------------------------------------------------
 // The proxy child process
 
+/// A program under measure (the proxy, or the plain forwarder), on `--proxy-cpu` when given.
 struct ProxyChild {
     child: Child,
     pid: u32,
     port: u16,
     log: PathBuf,
+    /// "proxy" or "forwarder", for messages.
+    name: &'static str,
 }
 
 impl ProxyChild {
     fn start(args: &Args, upstream_port: u16, ca: &Path, dir: &Path) -> Result<ProxyChild> {
         let port = free_port()?;
-        let log = dir.join("proxy.log");
-        let log_file = std::fs::File::create(&log).context("creating the proxy log file")?;
-        let mut command = match &args.proxy_cpu {
-            Some(cpu) => {
-                let mut command = Command::new("taskset");
-                command.arg("-c").arg(cpu).arg(&args.proxy);
-                command
-            }
-            None => Command::new(&args.proxy),
-        };
+        let mut command = pinned(args, &args.proxy);
         command
             .arg(format!(
                 "localhost:{upstream_port}/bench?db_user=bench&password_env={PASSWORD_ENV}"
@@ -588,28 +632,53 @@ impl ProxyChild {
             .arg(ca)
             .args(["--address", "127.0.0.1", "--port", &port.to_string()])
             .args(["--http-address", "off", "--log-level", "warn"])
-            .env(PASSWORD_ENV, "anything")
+            .env(PASSWORD_ENV, "anything");
+        ProxyChild::spawn(command, "proxy", port, dir)
+    }
+
+    /// The plain forwarder with one runtime thread, so it is as pinned as the proxy.
+    fn start_forwarder(
+        args: &Args,
+        program: &Path,
+        sink_port: u16,
+        dir: &Path,
+    ) -> Result<ProxyChild> {
+        let port = free_port()?;
+        let mut command = pinned(args, program);
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &format!("127.0.0.1:{sink_port}")])
+            .args(["--worker-threads", "1"]);
+        ProxyChild::spawn(command, "forwarder", port, dir)
+    }
+
+    fn spawn(
+        mut command: Command,
+        name: &'static str,
+        port: u16,
+        dir: &Path,
+    ) -> Result<ProxyChild> {
+        let log = dir.join(format!("{name}.log"));
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("creating the {name} log file"))?;
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
-        let child = command.spawn().with_context(|| {
-            let program = if args.proxy_cpu.is_some() {
-                "taskset".to_owned()
-            } else {
-                args.proxy.display().to_string()
-            };
-            format!("could not start {program}")
-        })?;
-        // `taskset` execs the proxy, so this is the proxy's pid once it listens.
+        let child = command
+            .spawn()
+            .with_context(|| format!("could not start {:?}", command.get_program()))?;
+        // `taskset` execs the program, so this is the program's pid once it listens.
         let pid = child.id();
-        let mut proxy = ProxyChild {
+        let mut started = ProxyChild {
             child,
             pid,
             port,
             log,
+            name,
         };
-        proxy.wait_listening()?;
-        Ok(proxy)
+        started.wait_listening()?;
+        Ok(started)
     }
 
     fn wait_listening(&mut self) -> Result<()> {
@@ -618,7 +687,8 @@ impl ProxyChild {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
-                    "the proxy exited with {status} before listening; its stderr:\n{}",
+                    "the {} exited with {status} before listening; its stderr:\n{}",
+                    self.name,
                     self.log_text()
                 );
             }
@@ -627,7 +697,8 @@ impl ProxyChild {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "the proxy did not listen on {address} within 30 s; its stderr:\n{}",
+                    "the {} did not listen on {address} within 30 s; its stderr:\n{}",
+                    self.name,
                     self.log_text()
                 );
             }
@@ -644,16 +715,16 @@ impl ProxyChild {
         }
     }
 
-    /// Adds the proxy's state and stderr to an error from a proxied transfer.
+    /// Adds the program's state and stderr to an error from a transfer through it.
     fn explain(&self, error: anyhow::Error) -> anyhow::Error {
         let state = match std::fs::metadata(format!("/proc/{}", self.pid)) {
-            Ok(_) => "the proxy is still running".to_owned(),
-            Err(_) => "the proxy has exited".to_owned(),
+            Ok(_) => format!("the {} is still running", self.name),
+            Err(_) => format!("the {} has exited", self.name),
         };
         error.context(format!("{state}; its stderr:\n{}", self.log_text()))
     }
 
-    /// utime + stime of the whole proxy process, in clock ticks.
+    /// utime + stime of the whole process, in clock ticks.
     fn cpu_ticks(&self) -> Result<u64> {
         let path = format!("/proc/{}/stat", self.pid);
         let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -678,6 +749,18 @@ impl Drop for ProxyChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `program`, under `taskset -c CPU` when `--proxy-cpu` is given.
+fn pinned(args: &Args, program: &Path) -> Command {
+    match &args.proxy_cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpu).arg(program);
+            command
+        }
+        None => Command::new(program),
     }
 }
 
@@ -757,6 +840,66 @@ fn run_proxied(proxy: &ProxyChild, plan: &Plan, tick_rate: f64) -> Result<Proxie
     let seconds = copy_out(&mut tcp, plan)?;
     let after = proxy.cpu_ticks()?;
     terminate(&mut tcp);
+    Ok(ProxiedResult {
+        seconds,
+        cpu_seconds: after.saturating_sub(before) as f64 / tick_rate,
+    })
+}
+
+/// Plain bytes through the forwarder: a source thread writes `bytes` zeros to it, a sink thread
+/// behind it reads and discards them; timed from the first write to the sink's end of stream.
+fn run_forwarded(
+    forwarder: &ProxyChild,
+    sink: &TcpListener,
+    bytes: u64,
+    tick_rate: f64,
+) -> Result<ProxiedResult> {
+    let sink = sink.try_clone().context("sharing the sink listener")?;
+    let drained = thread::spawn(move || -> Result<u64> {
+        let mut buf = vec![0u8; CLIENT_BUFFER];
+        // Connections that carry nothing (the start-up check that the forwarder listens,
+        // which it forwards too) are drained and skipped.
+        loop {
+            let (mut stream, _) = sink.accept().context("the sink's accept")?;
+            stream.set_read_timeout(Some(READ_TIMEOUT))?;
+            let mut total = 0u64;
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => total += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e).context("the sink's read"),
+                }
+            }
+            if total > 0 {
+                return Ok(total);
+            }
+        }
+    });
+    let mut source = connect(forwarder.port)?;
+    let chunk = vec![0u8; UPSTREAM_BATCH];
+    let before = forwarder.cpu_ticks()?;
+    let start = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        source
+            .write_all(&chunk[..n])
+            .context("the source's write")?;
+        left -= n as u64;
+    }
+    source
+        .shutdown(std::net::Shutdown::Write)
+        .context("the source's shutdown")?;
+    let received = drained
+        .join()
+        .map_err(|_| anyhow!("the sink thread panicked"))??;
+    let seconds = start.elapsed().as_secs_f64();
+    let after = forwarder.cpu_ticks()?;
+    ensure!(
+        received == bytes,
+        "the sink received {received} bytes, not {bytes}"
+    );
     Ok(ProxiedResult {
         seconds,
         cpu_seconds: after.saturating_sub(before) as f64 / tick_rate,

@@ -35,6 +35,9 @@ struct Args {
     /// Runtime worker threads (default: one per CPU, as the proxy).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Bytes each direction reads and writes at a time (the proxy's relay uses 64 KiB).
+    #[arg(long, default_value_t = 64 * 1024)]
+    buffer_size: usize,
     /// Log each connection's end to stderr.
     #[arg(long)]
     verbose: bool,
@@ -74,8 +77,9 @@ async fn serve(args: Args) -> Result<()> {
         };
         let upstream = args.upstream;
         let verbose = args.verbose;
+        let buffer_size = args.buffer_size.max(1);
         tokio::spawn(async move {
-            let outcome = forward(client, upstream).await;
+            let outcome = forward(client, upstream, buffer_size).await;
             if verbose {
                 match outcome {
                     Ok((up, down)) => {
@@ -89,15 +93,24 @@ async fn serve(args: Args) -> Result<()> {
 }
 
 /// Connects to the upstream and copies both ways until both sides have closed.
-async fn forward(mut client: TcpStream, upstream: SocketAddr) -> Result<(u64, u64)> {
+async fn forward(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    buffer_size: usize,
+) -> Result<(u64, u64)> {
     let mut server = TcpStream::connect(upstream)
         .await
         .with_context(|| format!("connecting to {upstream}"))?;
     // As the proxy does: small request-response messages must not wait for Nagle.
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
-    let moved = tokio::io::copy_bidirectional(&mut client, &mut server)
-        .await
-        .context("relaying")?;
+    let moved = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut server,
+        buffer_size,
+        buffer_size,
+    )
+    .await
+    .context("relaying")?;
     Ok(moved)
 }
