@@ -65,6 +65,44 @@ async fn every_auth_method_logs_in_without_a_client_password() {
     }
 }
 
+/// The proxy keeps the keys SCRAM's PBKDF2 derives per (password, salt, rounds). Later logins
+/// reuse them; setting the password again (PostgreSQL draws a new salt) makes the proxy derive
+/// again; a changed password is still refused, whatever was kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_keys_kept_across_logins_follow_the_servers_salt() {
+    let server = PgServer::shared();
+    let role = "scram_rekey_user";
+    let password = "rekey-Ω-secret";
+    server.sql(&[
+        &format!("drop role if exists {role}"),
+        &format!("create role {role} login password '{password}'"),
+    ]);
+    let proxy = proxy_for(server, role, password).await;
+    for _ in 0..3 {
+        let client = client(&proxy).await;
+        let row = client
+            .query_one("select current_user::text", &[])
+            .await
+            .expect("query");
+        assert_eq!(row.get::<_, String>(0), role);
+    }
+
+    server.sql(&[&format!("alter role {role} password '{password}'")]);
+    let client = client(&proxy).await;
+    let row = client
+        .query_one("select current_user::text", &[])
+        .await
+        .expect("query after the password was set again with a new salt");
+    assert_eq!(row.get::<_, String>(0), role);
+    drop(client);
+
+    server.sql(&[&format!("alter role {role} password 'another-password'")]);
+    let error = connect_error(&proxy).await;
+    assert_eq!(error.code(), Some(&SqlState::INVALID_PASSWORD), "{error}");
+    proxy.stop().await;
+    server.sql(&[&format!("drop role {role}")]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_and_extended_queries_with_binary_parameters() {
     let server = PgServer::shared();
