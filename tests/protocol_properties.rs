@@ -9,7 +9,9 @@
 //!   sent, and refuses every truncated digest request and SASL list;
 //! - the frame walker: the headers, error and boundary state do not depend on where the
 //!   stream is cut, and match a plain sequential reading and the messages a stream was built
-//!   from.
+//!   from;
+//! - the upstream SCRAM client: whatever the server sends, a typed error or a well-formed
+//!   answer, and never a login on a signature the proxy did not compute.
 //!
 //! The fuzzers search deeper (scripts/fuzz); these run in a few seconds in a debug build so
 //! every `cargo test` exercises the same properties with both random and well-formed input.
@@ -17,12 +19,16 @@
 #[path = "support/protocol_checks.rs"]
 mod protocol_checks;
 
+use bytes::BytesMut;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use protocol_checks::{
     check_auth_request, check_frame_walker, check_frame_walker_input, check_startup_packet,
     encode_startup, split, walk_chunks, walk_model,
 };
+use redshift_auth_proxy::auth::{AuthStep, PasswordAuthenticator};
+use redshift_auth_proxy::credentials::Secret;
+use redshift_auth_proxy::protocol::AuthRequest;
 use redshift_auth_proxy::protocol::auth_request::parse_auth_request;
 use redshift_auth_proxy::protocol::frame::FrameHeader;
 use redshift_auth_proxy::protocol::startup::{
@@ -262,5 +268,81 @@ proptest! {
         let error = walk.error.expect("the corrupt header is reported");
         prop_assert_eq!((error.tag, error.len), (b'Q', bad_len));
         check_frame_walker(&stream, &cuts);
+    }
+}
+
+/// The client nonce at the end of the SASLInitialResponse the authenticator wrote.
+fn sasl_client_nonce(out: &[u8]) -> String {
+    let at = out
+        .windows(3)
+        .rposition(|w| w == b",r=")
+        .expect("the client-first-message carries a nonce");
+    String::from_utf8(out[at + 3..].to_vec()).expect("the nonce is ASCII")
+}
+
+/// A SCRAM exchange started with the server, up to the point it sends server-first.
+fn scram_started() -> (PasswordAuthenticator, String) {
+    let mut auth = PasswordAuthenticator::new("u", Secret::new("a-password"));
+    let mut out = BytesMut::new();
+    let sasl = AuthRequest::Sasl {
+        mechanisms: vec!["SCRAM-SHA-256".to_owned()],
+    };
+    assert_eq!(auth.answer(&sasl, &mut out).unwrap(), AuthStep::Reply);
+    let nonce = sasl_client_nonce(&out);
+    (auth, nonce)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Whatever a hostile or broken server sends in SCRAM, the proxy's client answers with a
+    /// typed error or a well-formed message, and never accepts a server signature it did not
+    /// compute.
+    #[test]
+    fn scram_server_messages_of_random_bytes(
+        first in vec(any::<u8>(), 0..80),
+        last in vec(any::<u8>(), 0..80),
+    ) {
+        let (mut auth, _) = scram_started();
+        let mut out = BytesMut::new();
+        let continued = auth.answer(&AuthRequest::SaslContinue { data: first }, &mut out);
+        let finished = auth.answer(&AuthRequest::SaslFinal { data: last }, &mut out);
+        prop_assert!(continued.is_err() || finished.is_err());
+    }
+
+    #[test]
+    fn scram_server_first_with_plausible_fields(
+        extend in prop::bool::weighted(0.9),
+        server_nonce in "[!-+--~]{0,12}",
+        salt in vec(any::<u8>(), 0..24),
+        iterations in prop_oneof![1u32..40, Just(0u32), Just(1_000_001u32), 1_000_001u32..=u32::MAX],
+        extra in prop::sample::select(vec!["", ",m=ext", ",x=y", ","]),
+        signature in vec(any::<u8>(), 0..40),
+    ) {
+        let (mut auth, client_nonce) = scram_started();
+        let nonce = if extend { format!("{client_nonce}{server_nonce}") } else { server_nonce.clone() };
+        let salt_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &salt);
+        let server_first = format!("r={nonce},s={salt_b64},i={iterations}{extra}");
+        let mut out = BytesMut::new();
+        let continued = auth.answer(
+            &AuthRequest::SaslContinue { data: server_first.into_bytes() },
+            &mut out,
+        );
+        let acceptable = extend
+            && !server_nonce.is_empty()
+            && (1..=1_000_000).contains(&iterations);
+        prop_assert_eq!(continued.is_ok(), acceptable);
+        if acceptable {
+            let client_final = std::str::from_utf8(&out[5..]).unwrap().to_owned();
+            let expected_prefix = format!("c=biws,r={nonce},p=");
+            prop_assert!(client_final.starts_with(&expected_prefix));
+            // A signature the proxy did not compute is refused.
+            let forged = format!(
+                "v={}",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &signature)
+            );
+            let finished = auth.answer(&AuthRequest::SaslFinal { data: forged.into_bytes() }, &mut out);
+            prop_assert!(finished.is_err(), "a forged signature was accepted");
+        }
     }
 }
