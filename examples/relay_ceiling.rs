@@ -236,9 +236,19 @@ fn main() -> Result<()> {
         println!("forwarder_gb_per_cpu_second={:.3}", gbps(bytes, cpu));
     }
     for (i, (direct, proxied)) in rounds.iter().enumerate() {
+        let forwarder = forwarded
+            .get(i)
+            .map(|f| {
+                format!(
+                    " forwarder_gbps={:.3} forwarder_gb_per_cpu_second={:.3}",
+                    gbps(bytes, f.seconds),
+                    gbps(bytes, f.cpu_seconds)
+                )
+            })
+            .unwrap_or_default();
         println!(
             "# round={} direct_seconds={direct:.3} direct_gbps={:.3} proxy_seconds={:.3} \
-             proxy_gbps={:.3} proxy_cpu_seconds={:.3} proxy_gb_per_cpu_second={:.3}",
+             proxy_gbps={:.3} proxy_cpu_seconds={:.3} proxy_gb_per_cpu_second={:.3}{forwarder}",
             i + 1,
             gbps(bytes, *direct),
             proxied.seconds,
