@@ -78,23 +78,26 @@ async fn scram_keys_kept_across_logins_follow_the_servers_salt() {
         &format!("create role {role} login password '{password}'"),
     ]);
     let proxy = proxy_for(server, role, password).await;
+    let logged_in_as = |proxy: &TestProxy| {
+        let conninfo = proxy.conninfo("dev");
+        async move {
+            let (client, connection) = tokio_postgres::connect(&conninfo, NoTls)
+                .await
+                .expect("connect through the proxy");
+            tokio::spawn(connection);
+            let row = client
+                .query_one("select current_user::text", &[])
+                .await
+                .expect("query");
+            row.get::<_, String>(0)
+        }
+    };
     for _ in 0..3 {
-        let client = client(&proxy).await;
-        let row = client
-            .query_one("select current_user::text", &[])
-            .await
-            .expect("query");
-        assert_eq!(row.get::<_, String>(0), role);
+        assert_eq!(logged_in_as(&proxy).await, role);
     }
-
+    // Set again, the same password gets a new salt.
     server.sql(&[&format!("alter role {role} password '{password}'")]);
-    let client = client(&proxy).await;
-    let row = client
-        .query_one("select current_user::text", &[])
-        .await
-        .expect("query after the password was set again with a new salt");
-    assert_eq!(row.get::<_, String>(0), role);
-    drop(client);
+    assert_eq!(logged_in_as(&proxy).await, role);
 
     server.sql(&[&format!("alter role {role} password 'another-password'")]);
     let error = connect_error(&proxy).await;
