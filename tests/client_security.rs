@@ -27,7 +27,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sha2::{Digest, Sha256};
 use support::certs::{ClientCa, TestPki, unrelated_ca_pem};
-use support::pg::{self, PgServer};
+use support::eventually::eventually;
+use support::pg::{self, PgServer, current_user};
 use support::proxy_process::{ProxyCommand, ProxyProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -150,14 +151,6 @@ where
     }
 }
 
-async fn current_user(client: &tokio_postgres::Client) -> String {
-    client
-        .query_one("select current_user::text", &[])
-        .await
-        .expect("query")
-        .get(0)
-}
-
 /// `openssl x509 -fingerprint -sha256` format, computed here independently of the proxy.
 fn fingerprint(der: &[u8]) -> String {
     Sha256::digest(der)
@@ -198,18 +191,6 @@ async fn served_certificate(port: u16) -> Vec<u8> {
         .await
         .expect("TLS handshake");
     tls.get_ref().1.peer_certificates().expect("certificates")[0].to_vec()
-}
-
-/// Waits until `check` holds, for at most `limit`.
-async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
 }
 
 /// Writes a server certificate for `localhost` and its key; returns the PKI and the paths.

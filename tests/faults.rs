@@ -19,7 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use support::certs::TestPki;
 use support::fake_aws::{Api, FakeAws};
 use support::http_get::{get, sample};
-use support::pg::{self, PgServer};
+use support::pg::{self, PgServer, current_user};
 use support::proxy_process::{ProxyCommand, ProxyProcess, TEST_SECRET_ACCESS_KEY};
 use support::scripted::{message, read_message};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -685,14 +685,6 @@ async fn iam_proxy(server: &PgServer, fake: &FakeAws, db_user: &str) -> Watched 
 }
 
 const RETRY_LINE: &str = "fetching fresh credentials and logging in once more";
-
-async fn current_user(client: &tokio_postgres::Client) -> String {
-    client
-        .query_one("select current_user::text", &[])
-        .await
-        .expect("query")
-        .get(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_password_that_expired_is_replaced_and_the_login_retried_once() {

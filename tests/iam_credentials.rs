@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::fake_aws::{Api, FakeAws, FakeError};
-use support::pg::{self, PgServer};
+use support::pg::{self, PgServer, current_user};
 use support::proxy_process::{ProxyCommand, ProxyProcess, TEST_SECRET_ACCESS_KEY};
 use tokio_postgres::NoTls;
 
@@ -55,14 +55,6 @@ async fn connect(
     let (client, connection) = tokio_postgres::connect(&proxy.conninfo(user, "dev"), NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
-}
-
-async fn current_user(client: &tokio_postgres::Client) -> String {
-    client
-        .query_one("select current_user::text", &[])
-        .await
-        .expect("query")
-        .get(0)
 }
 
 fn db_error(error: tokio_postgres::Error) -> (String, String) {

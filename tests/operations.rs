@@ -8,6 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::eventually::eventually;
 use support::fake_aws::FakeAws;
 use support::http_get::{get, request, sample};
 use support::pg::{self, PgServer};
@@ -51,18 +52,6 @@ async fn connect(proxy: &ProxyProcess) -> Result<tokio_postgres::Client, tokio_p
         tokio_postgres::connect(&proxy.conninfo("anyone", "dev"), NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
-}
-
-/// Waits until `check` holds, for at most `limit`.
-async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// Reads tagged messages until ReadyForQuery; returns the bytes they took on the wire.

@@ -85,11 +85,7 @@ async fn scram_keys_kept_across_logins_follow_the_servers_salt() {
                 .await
                 .expect("connect through the proxy");
             tokio::spawn(connection);
-            let row = client
-                .query_one("select current_user::text", &[])
-                .await
-                .expect("query");
-            row.get::<_, String>(0)
+            pg::current_user(&client).await
         }
     };
     for _ in 0..3 {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod eventually;
 pub mod fake_aws;
 pub mod http_get;
 pub mod pg;

@@ -347,3 +347,12 @@ fn append(path: &Path, text: &str) {
         .expect("open for append");
     file.write_all(text.as_bytes()).expect("append");
 }
+
+/// The role the session runs as: what the proxy logged in as.
+pub async fn current_user(client: &tokio_postgres::Client) -> String {
+    client
+        .query_one("select current_user::text", &[])
+        .await
+        .expect("query")
+        .get(0)
+}
