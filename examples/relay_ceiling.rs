@@ -133,7 +133,7 @@ fn main() -> Result<()> {
     std::fs::write(&ca_path, &pki.ca_pem).context("writing the CA certificate")?;
 
     let upstream_port = start_upstream(pki.server_config()?, plan.clone())?;
-    let proxy = ProxyChild::start(&args, upstream_port, &ca_path, dir.path())?;
+    let proxy = MeasuredChild::start(&args, upstream_port, &ca_path, dir.path())?;
     eprintln!(
         "relay_ceiling: upstream 127.0.0.1:{upstream_port}, proxy pid {} on 127.0.0.1:{}{}",
         proxy.pid,
@@ -154,7 +154,7 @@ fn main() -> Result<()> {
         Some(program) => {
             let sink = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the sink")?;
             let sink_port = sink.local_addr()?.port();
-            let child = ProxyChild::start_forwarder(&args, program, sink_port, dir.path())?;
+            let child = MeasuredChild::start_forwarder(&args, program, sink_port, dir.path())?;
             eprintln!(
                 "relay_ceiling: forwarder pid {} on 127.0.0.1:{} to a sink on 127.0.0.1:{sink_port}",
                 child.pid, child.port
@@ -621,7 +621,7 @@ fn stream_copy(tls: &mut impl Write, plan: &Plan, batch: &CopyBatch) -> Result<(
 // The proxy child process
 
 /// A program under measure (the proxy, or the plain forwarder), on `--proxy-cpu` when given.
-struct ProxyChild {
+struct MeasuredChild {
     child: Child,
     pid: u32,
     port: u16,
@@ -630,8 +630,8 @@ struct ProxyChild {
     name: &'static str,
 }
 
-impl ProxyChild {
-    fn start(args: &Args, upstream_port: u16, ca: &Path, dir: &Path) -> Result<ProxyChild> {
+impl MeasuredChild {
+    fn start(args: &Args, upstream_port: u16, ca: &Path, dir: &Path) -> Result<MeasuredChild> {
         let port = free_port()?;
         let mut command = pinned(args, &args.proxy);
         command
@@ -643,7 +643,7 @@ impl ProxyChild {
             .args(["--address", "127.0.0.1", "--port", &port.to_string()])
             .args(["--http-address", "off", "--log-level", "warn"])
             .env(PASSWORD_ENV, "anything");
-        ProxyChild::spawn(command, "proxy", port, dir)
+        MeasuredChild::spawn(command, "proxy", port, dir)
     }
 
     /// The plain forwarder with one runtime thread, so it is as pinned as the proxy.
@@ -652,14 +652,14 @@ impl ProxyChild {
         program: &Path,
         sink_port: u16,
         dir: &Path,
-    ) -> Result<ProxyChild> {
+    ) -> Result<MeasuredChild> {
         let port = free_port()?;
         let mut command = pinned(args, program);
         command
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--upstream", &format!("127.0.0.1:{sink_port}")])
             .args(["--worker-threads", "1"]);
-        ProxyChild::spawn(command, "forwarder", port, dir)
+        MeasuredChild::spawn(command, "forwarder", port, dir)
     }
 
     fn spawn(
@@ -667,7 +667,7 @@ impl ProxyChild {
         name: &'static str,
         port: u16,
         dir: &Path,
-    ) -> Result<ProxyChild> {
+    ) -> Result<MeasuredChild> {
         let log = dir.join(format!("{name}.log"));
         let log_file =
             std::fs::File::create(&log).with_context(|| format!("creating the {name} log file"))?;
@@ -680,7 +680,7 @@ impl ProxyChild {
             .with_context(|| format!("could not start {:?}", command.get_program()))?;
         // `taskset` execs the program, so this is the program's pid once it listens.
         let pid = child.id();
-        let mut started = ProxyChild {
+        let mut started = MeasuredChild {
             child,
             pid,
             port,
@@ -755,7 +755,7 @@ impl ProxyChild {
     }
 }
 
-impl Drop for ProxyChild {
+impl Drop for MeasuredChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -843,7 +843,7 @@ fn run_direct(
     })
 }
 
-fn run_proxied(proxy: &ProxyChild, plan: &Plan, tick_rate: f64) -> Result<ProxiedResult> {
+fn run_proxied(proxy: &MeasuredChild, plan: &Plan, tick_rate: f64) -> Result<ProxiedResult> {
     let mut tcp = connect(proxy.port)?;
     login(&mut tcp)?;
     let before = proxy.cpu_ticks()?;
@@ -859,7 +859,7 @@ fn run_proxied(proxy: &ProxyChild, plan: &Plan, tick_rate: f64) -> Result<Proxie
 /// Plain bytes through the forwarder: a source thread writes `bytes` zeros to it, a sink thread
 /// behind it reads and discards them; timed from the first write to the sink's end of stream.
 fn run_forwarded(
-    forwarder: &ProxyChild,
+    forwarder: &MeasuredChild,
     sink: &TcpListener,
     bytes: u64,
     tick_rate: f64,
