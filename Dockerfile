@@ -68,8 +68,8 @@ ENV REDSHIFT_AUTH_PROXY_HTTP_ADDRESS=0.0.0.0:9539
 # machines runs 20-30 times slower when the destination is a few bytes past the source modulo
 # 4 KiB. rustls copies each decrypted TLS record, and where the heap puts its buffers decides
 # whether a session hits that case, so some sessions relayed about a third slower than others.
-# glibc's vector loop has no such case. Ignored by other CPUs' glibc; see the README,
-# "Benchmarks".
+# glibc's vector loop has no such case. Ignored by other CPUs' glibc; see docs/benchmarks.md,
+# "glibc and GLIBC_TUNABLES".
 ENV GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2097152
 # Numeric uid:gid, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
