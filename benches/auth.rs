@@ -11,11 +11,11 @@
 
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use redshift_auth_proxy::auth::{
-    AuthStep, PasswordAuthenticator, md5_password, redshift_digest, redshift_digest_with_nonce,
-};
 use redshift_auth_proxy::credentials::Secret;
 use redshift_auth_proxy::protocol::{AuthRequest, parse_auth_request};
+use redshift_auth_proxy::upstream::auth::{
+    AuthStep, PasswordAuthenticator, md5_password, redshift_digest, redshift_digest_with_nonce,
+};
 use std::hint::black_box;
 
 /// A user name as GetClusterCredentials returns it.

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::auth::PasswordAuthenticator;
-use crate::protocol::FrameHeader;
+use crate::net::pg_stream::{PgStream, ReadError};
 use crate::protocol::error_response;
 use crate::session::{TargetContext, credential_request};
 use crate::target::TargetKind;
 use crate::upstream;
+use crate::upstream::auth::PasswordAuthenticator;
 
 /// The answer to `select 1` is a few small messages; anything huge is not a PostgreSQL server.
 const MAX_CHECK_MESSAGE_LEN: usize = 1 << 20;
@@ -115,46 +115,29 @@ async fn run_check(
     let mut out = BytesMut::new();
     frontend::query("select 1", &mut out).map_err(|e| e.to_string())?;
     frontend::terminate(&mut out);
-    let io = |e: std::io::Error| format!("connection to {address} lost during select 1: {e}");
-    server.write_all(&out).await.map_err(io)?;
+    let lost = |e: std::io::Error| format!("connection to {address} lost during select 1: {e}");
+    server.write_message(&out).await.map_err(lost)?;
+    server.flush().await.map_err(lost)?;
     let deadline = ctx.endpoint.connect_timeout;
     tokio::time::timeout(deadline, read_until_ready(&mut server))
         .await
         .map_err(|_| format!("select 1 did not answer within {deadline:?}"))?
-        .map_err(io)?
+        .map_err(|e| format!("connection to {address} lost during select 1: {e}"))?
         .map_err(|message| format!("select 1 failed: {message}"))
 }
 
 /// Reads messages until ReadyForQuery; an ErrorResponse's message is the inner error.
-async fn read_until_ready<S>(server: &mut S) -> std::io::Result<Result<(), String>>
+async fn read_until_ready<S>(server: &mut PgStream<S>) -> Result<Result<(), String>, ReadError>
 where
-    S: tokio::io::AsyncRead + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut failure = None;
     loop {
-        let mut head = [0u8; 5];
-        server.read_exact(&mut head).await?;
-        let header = match FrameHeader::parse(&head) {
-            Some(Ok(header)) => header,
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "bad message length",
-                ));
-            }
-        };
-        if header.payload_len() > MAX_CHECK_MESSAGE_LEN {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "oversized message in answer to select 1",
-            ));
-        }
-        let mut payload = vec![0u8; header.payload_len()];
-        server.read_exact(&mut payload).await?;
-        match header.tag {
+        let message = server.read_message(MAX_CHECK_MESSAGE_LEN).await?;
+        match message.header.tag {
             b'E' => {
                 failure = Some(
-                    error_response::field(&payload, b'M')
+                    error_response::field(message.payload(), b'M')
                         .unwrap_or("error")
                         .to_owned(),
                 )

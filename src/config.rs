@@ -14,12 +14,12 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::Value;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::client_auth::{ClientAuthMethod, ClientSslMode};
-use crate::client_tls::{ClientTlsMode, ClientTlsSettings, ClientTlsSource};
+use crate::client::auth::{ClientAuthMethod, ClientSslMode};
+use crate::client::tls::{ClientTlsMode, ClientTlsSettings, ClientTlsSource};
 use crate::credentials::AwsSettings;
-use crate::shutdown::ShutdownDelays;
+use crate::ops::shutdown::ShutdownDelays;
 use crate::target::{Target, TargetError};
-use crate::tls::{SslMode, UpstreamRoots, UpstreamTrust};
+use crate::upstream::tls::{SslMode, UpstreamRoots, UpstreamTrust};
 
 const ABOUT: &str = "A PostgreSQL wire-protocol proxy for Amazon Redshift: clients connect to \
 localhost without a password and the proxy logs in to the cluster or workgroup with short-lived \

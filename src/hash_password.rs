@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use crate::client_auth::{UserNameError, check_user_name, hash_password};
+use crate::client::auth::{UserNameError, check_user_name, hash_password};
 use crate::credentials::Secret;
 
 /// Why no line was made.
@@ -94,6 +94,8 @@ struct EchoOff {
     saved: libc::termios,
 }
 
+// The terminal settings need libc calls; each block says why it is sound.
+#[allow(unsafe_code)]
 impl EchoOff {
     fn new(fd: libc::c_int) -> std::io::Result<EchoOff> {
         let mut saved = std::mem::MaybeUninit::<libc::termios>::uninit();
@@ -116,6 +118,7 @@ impl EchoOff {
     }
 }
 
+#[allow(unsafe_code)]
 impl Drop for EchoOff {
     fn drop(&mut self) {
         // SAFETY: restores the settings read in `new` on the same descriptor.
@@ -128,7 +131,7 @@ impl Drop for EchoOff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_auth::ScramVerifier;
+    use crate::client::auth::ScramVerifier;
 
     #[test]
     fn line_for_a_user_parses_back() {

@@ -1,32 +1,49 @@
 //! redshift-auth-proxy: a PostgreSQL wire-protocol proxy that logs in to Amazon Redshift
 //! with short-lived IAM database credentials, so clients connect without a password.
 //!
-//! The path of one connection is described in `shared/design.md` section 2; each step has
-//! its own module, named after the step.
+//! # Layout
+//!
+//! The folders follow one connection, and say which side each module serves.
+//!
+//! - [`server`] accepts clients, one listener per target, and hands each to a session.
+//! - [`session`] serves one connection in steps, a file each: `negotiate` (SSLRequest,
+//!   GSSENCRequest, CancelRequest, client TLS), `admit` (limits and client authentication),
+//!   `login` (credentials, then the server's login), `greet` (the greeting, the cancel key),
+//!   `relay` (the hand-off and the farewell).
+//! - [`client`] is the client's side: its stream and address, TLS toward it, and how it
+//!   proves who it is (`client::auth`).
+//! - [`upstream`] is the server's side: TCP and TLS, the login that answers the server's
+//!   authentication request (`upstream::auth`), and forwarded cancel requests.
+//! - [`credentials`] fetches and caches the temporary database passwords from AWS.
+//! - [`relay`] moves bytes both ways after the login, frame-aware and without copying.
+//! - [`net`] holds what both sides share: [`net::pg_stream::PgStream`], the one framed
+//!   connection every exchange before the relay uses, and the plain-or-TLS stream.
+//! - [`protocol`] is the pure codec: the messages the proxy reads or writes, the SQLSTATE
+//!   codes it sends and the SCRAM arithmetic; no IO.
+//! - [`config`] and [`target`] turn flags, environment, the config file and target strings
+//!   into a checked configuration; [`setup`] turns that into what the listeners serve.
+//! - [`ops`] is the operator's side: metrics, health, the HTTP endpoint, the stop sequence.
+//! - [`check`] (`--check`) and [`hash_password`] (`hash-password`) are the helper commands.
+//!
+//! `docs/architecture.md` walks the same path with the protocol and AWS facts the code
+//! depends on.
 
-pub mod auth;
-pub mod buffer_pool;
-pub mod cancel;
+// Unsafe code is refused except where a block says why it is sound: the terminal settings
+// of `hash-password` and one test that reads a wiped buffer.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod check;
-pub mod client_auth;
-pub mod client_stream;
-pub mod client_tls;
+pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod hash_password;
-pub mod health;
-pub mod http;
-pub mod metrics;
-pub mod process_metrics;
+pub mod net;
+pub mod ops;
 pub mod protocol;
-pub mod read_ahead;
 pub mod relay;
-pub mod scram_crypto;
 pub mod server;
 pub mod session;
 pub mod setup;
-pub mod shutdown;
 pub mod target;
-pub mod tls;
-pub mod unix_socket;
 pub mod upstream;

@@ -6,15 +6,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use redshift_auth_proxy::check::check_target;
-use redshift_auth_proxy::client_tls;
+use redshift_auth_proxy::client::tls as client_tls;
 use redshift_auth_proxy::config::{Cli, Command, LogFormat, ProxyConfig};
 use redshift_auth_proxy::hash_password;
-use redshift_auth_proxy::health::Health;
-use redshift_auth_proxy::http::{self, HttpState};
-use redshift_auth_proxy::metrics::Metrics;
+use redshift_auth_proxy::ops::health::Health;
+use redshift_auth_proxy::ops::http::{self, HttpState};
+use redshift_auth_proxy::ops::metrics::Metrics;
+use redshift_auth_proxy::ops::shutdown;
 use redshift_auth_proxy::server::{Server, StopTokens};
 use redshift_auth_proxy::setup::{Assembled, assemble};
-use redshift_auth_proxy::shutdown;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 

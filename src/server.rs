@@ -14,10 +14,10 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client_stream::ClientAddr;
-use crate::health::{Capacity, Health};
+use crate::client::stream::ClientAddr;
+use crate::client::unix_socket::{self, SocketFile, UnixSocketError};
+use crate::ops::health::{Capacity, Health};
 use crate::session::{self, Outcome, TargetContext};
-use crate::unix_socket::{self, SocketFile, UnixSocketError};
 
 /// After sessions are told to end, how long one still in its login may take before it is
 /// dropped (a session in the relay ends at once, with 57P01).

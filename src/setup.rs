@@ -7,22 +7,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::cancel::CancelRegistry;
-use crate::client_auth::{
+use crate::client::auth::{
     ClientAuth, ClientAuthError, ClientAuthMethod, ClientPolicy, ClientSslMode, ScramUsers,
     UsersFileError,
 };
-use crate::client_tls::{ClientTls, ClientTlsError};
+use crate::client::tls::{ClientTls, ClientTlsError};
 use crate::config::{ClientSettings, ListenTarget, ProxyConfig};
 use crate::credentials::{
     AwsClients, CachePolicy, CachedSource, ClusterCredentials, ClusterOptions, CredentialError,
     CredentialSource, ServerlessCredentials, StaticPassword, lookup_endpoint,
 };
-use crate::metrics::{Metrics, TargetMetrics};
+use crate::ops::metrics::{Metrics, TargetMetrics};
 use crate::session::TargetContext;
 use crate::target::TargetKind;
-use crate::tls::{TlsConfigError, upstream_client_config};
 use crate::upstream::UpstreamEndpoint;
+use crate::upstream::cancel::CancelRegistry;
+use crate::upstream::tls::{TlsConfigError, upstream_client_config};
 
 /// A target that cannot be set up; the message names the target and the fix.
 #[derive(Debug, thiserror::Error)]

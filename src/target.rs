@@ -11,7 +11,7 @@ use std::net::Ipv6Addr;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-use crate::tls::SslMode;
+use crate::upstream::tls::SslMode;
 
 /// Redshift's port, for the upstream when none is written.
 const DEFAULT_UPSTREAM_PORT: u16 = 5439;

@@ -21,7 +21,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redshift_auth_proxy::tls::{SslMode, UpstreamTrust, upstream_client_config};
+use redshift_auth_proxy::upstream::tls::{SslMode, UpstreamTrust, upstream_client_config};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};

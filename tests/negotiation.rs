@@ -19,7 +19,7 @@ async fn proxy(startup_timeout: Duration) -> TestProxy {
         "unused",
         std::path::PathBuf::new(),
     );
-    options.sslmode = redshift_auth_proxy::tls::SslMode::Disable;
+    options.sslmode = redshift_auth_proxy::upstream::tls::SslMode::Disable;
     options.ca_files.clear();
     options.startup_timeout = startup_timeout;
     TestProxy::start(options).await

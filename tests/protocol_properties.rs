@@ -26,7 +26,6 @@ use protocol_checks::{
     check_auth_request, check_frame_walker, check_frame_walker_input, check_startup_packet,
     encode_startup, split, walk_chunks, walk_model,
 };
-use redshift_auth_proxy::auth::{AuthStep, PasswordAuthenticator};
 use redshift_auth_proxy::credentials::Secret;
 use redshift_auth_proxy::protocol::AuthRequest;
 use redshift_auth_proxy::protocol::auth_request::parse_auth_request;
@@ -35,6 +34,7 @@ use redshift_auth_proxy::protocol::startup::{
     self, CANCEL_REQUEST_CODE, FirstPacket, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET_LEN,
     SSL_REQUEST_CODE, StartupError, StartupParams,
 };
+use redshift_auth_proxy::upstream::auth::{AuthStep, PasswordAuthenticator};
 
 /// Bytes that are mostly the ones the parsers care about: NUL, small numbers, ASCII, and the
 /// starts of valid and invalid UTF-8 sequences.

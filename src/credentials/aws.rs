@@ -247,7 +247,7 @@ mod tests {
     use crate::credentials::{
         CachePolicy, CachedSource, ClusterCredentials, ClusterOptions, ServerlessCredentials,
     };
-    use crate::metrics::TargetMetrics;
+    use crate::ops::metrics::TargetMetrics;
 
     const ACCESS_KEY_ID: &str = "AKIDDEBUGPRINTCHECK";
     const SECRET_KEY: &str = "debug-print-check-secret-access-key";

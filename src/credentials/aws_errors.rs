@@ -4,6 +4,7 @@
 //! messages carry no secrets; the SDK's own debug output (which may show request details) is
 //! never used.
 
+use crate::protocol::sqlstate;
 use std::error::Error as StdError;
 
 use aws_credential_types::provider::error::CredentialsError;
@@ -135,7 +136,7 @@ pub fn classify_service(code: Option<&str>, message: Option<&str>, call: &Call) 
     }
     if BAD_AWS_CREDENTIALS.contains(&code) {
         return CredentialError::Unavailable {
-            sqlstate: "28000",
+            sqlstate: sqlstate::INVALID_AUTHORIZATION,
             message: format!(
                 "AWS rejected the proxy's AWS credentials ({code}: {message}): refresh them (aws sso login, new access keys, or check the role the proxy runs as)"
             ),
@@ -156,7 +157,7 @@ pub fn classify_service(code: Option<&str>, message: Option<&str>, call: &Call) 
         ));
     }
     CredentialError::Unavailable {
-        sqlstate: "08001",
+        sqlstate: sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
         message: format!("AWS refused {} ({code}): {message}", call.action),
     }
 }
@@ -236,7 +237,7 @@ pub fn classify_credentials(error: &CredentialsError, clients: &AwsClients) -> C
             detail: text,
         },
         _ => CredentialError::Unavailable {
-            sqlstate: "28000",
+            sqlstate: sqlstate::INVALID_AUTHORIZATION,
             message: format!(
                 "the AWS credential chain failed: {text}; check the profile, role or environment the proxy runs with"
             ),

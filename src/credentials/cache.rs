@@ -1,4 +1,5 @@
-//! The credential cache in front of an AWS source (design section 2, step 3; section 5).
+//! The credential cache in front of an AWS source: what step 3 of a connection asks for
+//! (`docs/architecture.md`).
 //!
 //! - A hit costs no AWS call.
 //! - A password is refreshed in the background once less than a fifth of its lifetime (at
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use crate::metrics::TargetMetrics;
+use crate::ops::metrics::TargetMetrics;
 use tokio::time::Instant;
 
 use super::{

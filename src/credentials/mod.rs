@@ -17,6 +17,7 @@ pub use secret::Secret;
 pub use serverless::ServerlessCredentials;
 pub use static_password::{MissingPasswordEnv, StaticPassword};
 
+use crate::protocol::sqlstate;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::SystemTime;
@@ -158,8 +159,10 @@ impl CredentialError {
             | CredentialError::InvalidDbUser { .. }
             | CredentialError::AccessDenied { .. }
             | CredentialError::NoAwsCredentials { .. }
-            | CredentialError::SsoExpired { .. } => "28000",
-            CredentialError::NotFound { .. } | CredentialError::AwsUnavailable(_) => "08001",
+            | CredentialError::SsoExpired { .. } => sqlstate::INVALID_AUTHORIZATION,
+            CredentialError::NotFound { .. } | CredentialError::AwsUnavailable(_) => {
+                sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION
+            }
             CredentialError::Unavailable { sqlstate, .. } => sqlstate,
         }
     }
@@ -221,7 +224,7 @@ pub trait CredentialSource: Send + Sync + std::fmt::Debug {
     fn invalidate(&self, _request: &CredentialRequest, _refused: &DbCredentials) {}
 }
 
-/// Decides the database user as design section 2 says: the target's fixed `db_user` when
+/// Decides the database user (`docs/configuration.md`, targets): the target's fixed `db_user` when
 /// set, otherwise the client's `user`, which must then be on `allowed_users` if that is set.
 ///
 /// With `from_identity` the API derives the user from the IAM identity: the client's user is

@@ -75,6 +75,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)]
     fn wiped_in_place_as_on_drop() {
         let mut value = String::with_capacity(64);
         value.push_str("correct horse battery staple");

@@ -10,6 +10,8 @@ pub mod error_response;
 pub mod frame;
 pub mod messages;
 pub mod sasl;
+pub mod scram;
+pub mod sqlstate;
 pub mod startup;
 
 pub use auth_request::{AuthRequest, AuthRequestError, parse_auth_request};

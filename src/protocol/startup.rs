@@ -2,6 +2,7 @@
 //! and CancelRequest. Parsed here with the server's own limits (`ProcessStartupPacket` in
 //! PostgreSQL's `backend_startup.c`) so a hostile first packet is refused before any work.
 
+use super::sqlstate;
 use std::fmt;
 
 /// PostgreSQL caps a startup packet at 10 000 bytes (`MAX_STARTUP_PACKET_LENGTH`); larger
@@ -26,6 +27,19 @@ pub struct CancelKey {
     pub process_id: i32,
     /// The secret that proves the canceller saw the session's BackendKeyData.
     pub secret_key: i32,
+}
+
+impl CancelKey {
+    /// The key in a BackendKeyData payload (or a CancelRequest's body): two Int32s, process
+    /// id then secret. `None` when the payload is too short to hold them.
+    pub fn from_payload(payload: &[u8]) -> Option<CancelKey> {
+        let process_id = payload.get(..4)?.try_into().ok().map(i32::from_be_bytes)?;
+        let secret_key = payload.get(4..8)?.try_into().ok().map(i32::from_be_bytes)?;
+        Some(CancelKey {
+            process_id,
+            secret_key,
+        })
+    }
 }
 
 /// What the client asked for with its first packet.
@@ -128,8 +142,10 @@ impl StartupError {
     /// malformed packet, `08P01` (protocol_violation).
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            StartupError::OldProtocol { .. } | StartupError::UnknownProtocol { .. } => "0A000",
-            _ => "08P01",
+            StartupError::OldProtocol { .. } | StartupError::UnknownProtocol { .. } => {
+                sqlstate::FEATURE_NOT_SUPPORTED
+            }
+            _ => sqlstate::PROTOCOL_VIOLATION,
         }
     }
 }
@@ -200,10 +216,12 @@ pub fn parse_first_packet(packet: &[u8]) -> Result<FirstPacket, StartupError> {
         GSSENC_REQUEST_CODE => fixed("GSSENCRequest", 8).map(|()| FirstPacket::GssEncRequest),
         CANCEL_REQUEST_CODE => {
             fixed("CancelRequest", 16)?;
-            Ok(FirstPacket::Cancel(CancelKey {
-                process_id: i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
-                secret_key: i32::from_be_bytes([body[4], body[5], body[6], body[7]]),
-            }))
+            CancelKey::from_payload(body)
+                .map(FirstPacket::Cancel)
+                .ok_or(StartupError::Truncated {
+                    expected: 16,
+                    got: packet.len(),
+                })
         }
         _ => {
             let major = (code >> 16) as u16;

@@ -6,16 +6,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redshift_auth_proxy::cancel::CancelRegistry;
-use redshift_auth_proxy::client_auth::ClientPolicy;
+use redshift_auth_proxy::client::auth::ClientPolicy;
 use redshift_auth_proxy::credentials::{Secret, StaticPassword};
-use redshift_auth_proxy::health::Health;
-use redshift_auth_proxy::metrics::Metrics;
+use redshift_auth_proxy::ops::health::Health;
+use redshift_auth_proxy::ops::metrics::Metrics;
 use redshift_auth_proxy::server::{Server, StopTokens};
 use redshift_auth_proxy::session::TargetContext;
 use redshift_auth_proxy::target::Target;
-use redshift_auth_proxy::tls::{SslMode, UpstreamRoots, UpstreamTrust, upstream_client_config};
 use redshift_auth_proxy::upstream::UpstreamEndpoint;
+use redshift_auth_proxy::upstream::cancel::CancelRegistry;
+use redshift_auth_proxy::upstream::tls::{
+    SslMode, UpstreamRoots, UpstreamTrust, upstream_client_config,
+};
 use tokio::task::JoinHandle;
 
 /// What to put in front of which upstream.

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::io::AsyncWriteExt;
+use crate::net::pg_stream::PgStream;
+use crate::protocol::frame::HEADER_LEN;
 
 use crate::protocol::CancelKey;
 use crate::protocol::startup::encode_cancel_request;
@@ -140,23 +141,18 @@ async fn send_cancel(
     endpoint: &UpstreamEndpoint,
     key: CancelKey,
 ) -> Result<(), upstream::UpstreamError> {
-    let mut stream = upstream::connect(endpoint).await?;
+    let mut stream = PgStream::new(upstream::connect(endpoint).await?);
     let io_error = |e: std::io::Error| upstream::UpstreamError::Protocol {
         address: endpoint.address(),
         why: e.to_string(),
     };
     stream
-        .write_all(&encode_cancel_request(key))
+        .write_message(&encode_cancel_request(key))
         .await
         .map_err(io_error)?;
     stream.flush().await.map_err(io_error)?;
     // The server closes without answering; wait briefly so the request is not cut short.
-    let mut byte = [0u8; 1];
-    let _ = tokio::time::timeout(
-        endpoint.connect_timeout,
-        tokio::io::AsyncReadExt::read(&mut stream, &mut byte),
-    )
-    .await;
+    let _ = tokio::time::timeout(endpoint.connect_timeout, stream.read_message(HEADER_LEN)).await;
     Ok(())
 }
 
@@ -169,7 +165,7 @@ mod tests {
         Arc::new(UpstreamEndpoint {
             host: "127.0.0.1".into(),
             port: 1,
-            sslmode: crate::tls::SslMode::Disable,
+            sslmode: crate::upstream::tls::SslMode::Disable,
             tls: None,
             connect_timeout: Duration::from_millis(200),
         })

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::users::ScramVerifier;
-use crate::scram_crypto::{constant_time_eq, hmac_sha256, sha256};
+use crate::protocol::scram::{constant_time_eq, hmac_sha256, sha256};
 
 /// The only mechanism offered.
 pub const MECHANISM: &str = "SCRAM-SHA-256";
@@ -196,7 +196,7 @@ impl ScramServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_auth::users::hash_password;
+    use crate::client::auth::users::hash_password;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
     /// RFC 7677 section 3's example exchange, the verifier's keys computed by Python's hashlib.

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::buffer_pool::{self, BUFFER_SIZE, PooledBuffer};
+use crate::relay::buffer_pool::{self, BUFFER_SIZE, PooledBuffer};
 
 /// A stream whose reads go through a pooled read-ahead buffer; writes pass straight through.
 #[derive(Debug)]

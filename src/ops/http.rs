@@ -1,4 +1,4 @@
-//! The operator's HTTP endpoint (design sections 4 and 5): `GET /metrics` (Prometheus text),
+//! The operator's HTTP endpoint (`docs/operations.md`): `GET /metrics` (Prometheus text),
 //! `/startup`, `/liveness`, `/readiness`, and `POST /quitquitquit` when enabled. Health
 //! answers come from in-process state only; nothing here dials an upstream.
 
@@ -14,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
 
 /// The OpenMetrics text format that prometheus-client writes; Prometheus scrapes it as is.
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

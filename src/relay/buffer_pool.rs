@@ -1,7 +1,7 @@
 //! Relay buffers lent from one shared pool. A session holds a buffer only while bytes are in
 //! flight: it takes one when a read is about to happen and gives it back as soon as the read
 //! would wait with nothing buffered. So a thousand idle sessions hold no relay buffers at all
-//! (the ≤ 64 KiB per idle session budget of issue 5), while a busy one reuses the same
+//! (the ≤ 64 KiB per idle session budget in `docs/benchmarks.md`), while a busy one reuses the same
 //! buffer chunk after chunk with no allocation.
 
 use std::ops::{Deref, DerefMut};

@@ -22,7 +22,7 @@ use rustls::{RootCertStore, server::danger::ClientCertVerifier};
 use serde::{Deserialize, Serialize};
 use tokio_rustls::TlsAcceptor;
 
-use crate::tls::{crypto_provider, read_pem_certificates};
+use crate::net::crypto::{CaFileError, crypto_provider, read_pem_certificates};
 
 /// `--client-tls`: whether the proxy makes its own certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -83,7 +83,7 @@ pub enum ClientTlsError {
     },
     /// The client CA file cannot be used.
     #[error("--client-ca: {0}")]
-    ClientCa(#[from] crate::tls::TlsConfigError),
+    ClientCa(#[from] CaFileError),
     /// The certificate cannot be generated.
     #[error("cannot generate the self-signed client TLS certificate: {0}")]
     Generate(String),
@@ -204,22 +204,12 @@ fn build(
 fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, ClientTlsError> {
     let mut roots = RootCertStore::empty();
     for cert in read_pem_certificates(path)? {
-        roots
-            .add(cert)
-            .map_err(|e| crate::tls::TlsConfigError::CaFile {
-                path: path.to_owned(),
-                why: e.to_string(),
-            })?;
+        roots.add(cert).map_err(|e| CaFileError::new(path, e))?;
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider())
         .allow_unauthenticated()
         .build()
-        .map_err(|e| {
-            ClientTlsError::ClientCa(crate::tls::TlsConfigError::CaFile {
-                path: path.to_owned(),
-                why: e.to_string(),
-            })
-        })
+        .map_err(|e| ClientTlsError::ClientCa(CaFileError::new(path, e)))
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientTlsError> {

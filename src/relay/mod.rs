@@ -5,6 +5,8 @@
 //! Terminate, and the chunk is then written out whole: no copy or allocation per message,
 //! and no lock or task per direction.
 
+pub mod buffer_pool;
+
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -16,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::protocol::frame::BadFrameLength;
 use crate::protocol::{FrameHeader, FrameWalker};
 
-use crate::buffer_pool::{self, PooledBuffer};
+use buffer_pool::PooledBuffer;
 
 /// Keep reading into a chunk before writing it out while at least this much room is left: a
 /// TLS record's plaintext, so a bulk stream is forwarded in a few large writes.
@@ -301,14 +303,15 @@ fn is_unclean_eof(e: &io::Error) -> bool {
 }
 
 /// Relays between `client` and `server` until the session ends, then returns what it
-/// counted. `pending_to_client` holds server bytes already read during login (normally
-/// empty) and is sent first. The session ends when the server closes, when the client closes
+/// counted. `pending_to_client` and `pending_to_server` hold bytes each side sent past its
+/// last framed message before the relay began (normally none); they are sent first. The session ends when the server closes, when the client closes
 /// and the server follows (or `SERVER_CLOSE_GRACE` passes), on the first error, when
 /// `control.shutdown` fires, or after `control.idle_timeout` without traffic.
 pub async fn relay<C, S>(
     client: &mut C,
     server: &mut S,
     pending_to_client: &[u8],
+    pending_to_server: &[u8],
     control: &RelayControl,
 ) -> Result<RelayStats, RelayError>
 where
@@ -323,6 +326,14 @@ where
             .map_err(RelayError::Client)?;
         down.counter
             .count(pending_to_client)
+            .map_err(RelayError::Corrupt)?;
+    }
+    if !pending_to_server.is_empty() {
+        tokio::io::AsyncWriteExt::write_all(server, pending_to_server)
+            .await
+            .map_err(RelayError::Server)?;
+        up.counter
+            .count(pending_to_server)
             .map_err(RelayError::Corrupt)?;
     }
     let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;

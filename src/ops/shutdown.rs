@@ -1,4 +1,4 @@
-//! The stop sequence Kubernetes users need from a sidecar (design section 5):
+//! The stop sequence Kubernetes users need from a sidecar (`docs/operations.md`):
 //!
 //! 1. a stop is asked for (SIGTERM, SIGINT or `POST /quitquitquit`): readiness fails at once;
 //! 2. new connections are still accepted for `--min-sigterm-delay`, because an application
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::health::Health;
+use crate::ops::health::Health;
 use crate::server::StopTokens;
 
 /// The two delays of the sequence.

@@ -1,4 +1,4 @@
-//! The Prometheus metric families of design section 4, and the per-target handles sessions
+//! The Prometheus metric families `docs/operations.md` lists, and the per-target handles sessions
 //! use. Labels stay low-cardinality: a target's label, a direction, an outcome or a reason,
 //! never a user name, an address or query text.
 //!
@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets_range
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::process_metrics::ProcessCollector;
+use crate::ops::process_metrics::ProcessCollector;
 
 /// `{target}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -4,19 +4,20 @@
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::net::crypto::{CaFileError, crypto_provider, read_pem_certificates};
 
 /// How the upstream's certificate is checked, named as libpq names it so users can carry
 /// their habits over. `verify-full` is the default because anything weaker lets a network
@@ -97,25 +98,14 @@ pub struct UpstreamTrust {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
     /// A CA file that cannot be read or holds no certificate.
-    #[error("cannot read CA certificates from {path}: {why}")]
-    CaFile {
-        /// The file named by `--upstream-ca`.
-        path: PathBuf,
-        /// What was wrong with it.
-        why: String,
-    },
+    #[error(transparent)]
+    CaFile(#[from] CaFileError),
     /// No root at all could be loaded, so nothing would verify.
     #[error("no trusted root certificates: {0}")]
     NoRoots(String),
     /// rustls refused the protocol versions (not expected with the default provider).
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-}
-
-/// The crypto provider used for every TLS connection: aws-lc-rs, the one the AWS SDK builds
-/// anyway, so the binary carries a single crypto library.
-pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Builds the client configuration for `mode`, or `None` for `disable` (plain TCP).
@@ -174,30 +164,10 @@ fn load_roots(trust: &UpstreamTrust) -> Result<RootCertStore, TlsConfigError> {
     }
     for path in &trust.ca_files {
         for cert in read_pem_certificates(path)? {
-            store.add(cert).map_err(|e| TlsConfigError::CaFile {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
+            store.add(cert).map_err(|e| CaFileError::new(path, e))?;
         }
     }
     Ok(store)
-}
-
-/// Reads every certificate in a PEM file, refusing a file that holds none (a common mistake
-/// is pointing at a key or a DER file).
-pub fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let error = |why: String| TlsConfigError::CaFile {
-        path: path.to_owned(),
-        why,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| error(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| error(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(error("no PEM CERTIFICATE block in the file".to_owned()));
-    }
-    Ok(certs)
 }
 
 /// `sslmode=verify-ca`: the chain must verify, but the name may differ (for connecting by IP

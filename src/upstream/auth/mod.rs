@@ -71,7 +71,7 @@ impl AuthError {
 /// A fresh client nonce: 18 random bytes in base64 (printable, no commas), as libpq makes.
 fn nonce() -> Result<String, AuthError> {
     let mut bytes = [0u8; 18];
-    crate::tls::crypto_provider()
+    crate::net::crypto::crypto_provider()
         .secure_random
         .fill(&mut bytes)
         .map_err(|_| AuthError::Random)?;

@@ -19,6 +19,7 @@ pub use users::{
     hash_password,
 };
 
+use crate::protocol::sqlstate;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -26,11 +27,13 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::BytesMut;
 use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::client_tls::ClientTls;
+use crate::client::tls::ClientTls;
+use crate::net::pg_stream::{PgStream, ReadError};
+use crate::protocol::frame::HEADER_LEN;
 use crate::protocol::sasl;
-use crate::scram_crypto::hmac_sha256;
+use crate::protocol::scram::hmac_sha256;
 
 /// PostgreSQL's limit for one SASL message from the client (`PG_MAX_AUTH_TOKEN_LENGTH`).
 const MAX_SASL_MESSAGE_LEN: usize = 65_535;
@@ -173,13 +176,13 @@ impl ClientAuthError {
     /// The SQLSTATE the client is refused with (PostgreSQL's, for each case).
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            ClientAuthError::Password { .. } => "28P01",
+            ClientAuthError::Password { .. } => sqlstate::INVALID_PASSWORD,
             ClientAuthError::NoUser
             | ClientAuthError::NoCertificate
             | ClientAuthError::CertificateName { .. }
-            | ClientAuthError::CertificateUser { .. } => "28000",
-            ClientAuthError::Protocol(_) | ClientAuthError::Gone => "08P01",
-            ClientAuthError::Random => "XX000",
+            | ClientAuthError::CertificateUser { .. } => sqlstate::INVALID_AUTHORIZATION,
+            ClientAuthError::Protocol(_) | ClientAuthError::Gone => sqlstate::PROTOCOL_VIOLATION,
+            ClientAuthError::Random => sqlstate::INTERNAL_ERROR,
         }
     }
 
@@ -212,7 +215,7 @@ impl ClientAuthError {
 /// AuthenticationSASLFinal; AuthenticationOk follows with the server's greeting.
 pub async fn authenticate<S>(
     auth: &ClientAuth,
-    client: &mut S,
+    client: &mut PgStream<S>,
     user: Option<&str>,
     certificate: Option<&CertificateDer<'_>>,
 ) -> Result<Option<String>, ClientAuthError>
@@ -247,7 +250,7 @@ where
 /// The SASL conversation: offer SCRAM-SHA-256, answer the client's first message, check
 /// its proof, send the server's signature.
 async fn scram_exchange<S>(
-    client: &mut S,
+    client: &mut PgStream<S>,
     user: &str,
     verifier: Option<&ScramVerifier>,
     mock_secret: &[u8; 32],
@@ -306,12 +309,12 @@ fn mock_verifier(secret: &[u8; 32], user: &str) -> ScramVerifier {
     }
 }
 
-async fn send<S>(client: &mut S, bytes: &[u8]) -> Result<(), ClientAuthError>
+async fn send<S>(client: &mut PgStream<S>, bytes: &[u8]) -> Result<(), ClientAuthError>
 where
-    S: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     client
-        .write_all(bytes)
+        .write_message(bytes)
         .await
         .map_err(|_| ClientAuthError::Gone)?;
     client.flush().await.map_err(|_| ClientAuthError::Gone)
@@ -319,42 +322,34 @@ where
 
 /// Reads one password-family message (`'p'`) and returns its payload. Terminate or a closed
 /// connection means the client gave up (libpq does so to ask the user for a password).
-async fn read_password_message<S>(client: &mut S) -> Result<Vec<u8>, ClientAuthError>
+async fn read_password_message<S>(client: &mut PgStream<S>) -> Result<Vec<u8>, ClientAuthError>
 where
-    S: AsyncRead + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut header = [0u8; 5];
-    client
-        .read_exact(&mut header)
-        .await
-        .map_err(|_| ClientAuthError::Gone)?;
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    match header[0] {
-        b'p' => {}
-        b'X' => return Err(ClientAuthError::Gone),
-        other => {
+    let message = match client.read_message(MAX_SASL_MESSAGE_LEN + HEADER_LEN).await {
+        Ok(message) => message,
+        Err(ReadError::TooLong { len, .. }) => {
             return Err(ClientAuthError::Protocol(format!(
-                "expected a SASL response, got message type '{}'",
-                char::from(other).escape_default()
+                "invalid SASL response length {}",
+                len - 1
             )));
         }
+        Err(ReadError::BadLength(e)) => return Err(ClientAuthError::Protocol(e.to_string())),
+        Err(_) => return Err(ClientAuthError::Gone),
+    };
+    match message.header.tag {
+        b'p' => Ok(message.payload().to_vec()),
+        b'X' => Err(ClientAuthError::Gone),
+        other => Err(ClientAuthError::Protocol(format!(
+            "expected a SASL response, got message type '{}'",
+            char::from(other).escape_default()
+        ))),
     }
-    if !(4..=MAX_SASL_MESSAGE_LEN + 4).contains(&len) {
-        return Err(ClientAuthError::Protocol(format!(
-            "invalid SASL response length {len}"
-        )));
-    }
-    let mut payload = vec![0u8; len - 4];
-    client
-        .read_exact(&mut payload)
-        .await
-        .map_err(|_| ClientAuthError::Gone)?;
-    Ok(payload)
 }
 
 /// Fills `buf` from the TLS provider's random source (aws-lc), the one the handshakes use.
 fn random(buf: &mut [u8]) -> Result<(), ClientAuthError> {
-    crate::tls::crypto_provider()
+    crate::net::crypto::crypto_provider()
         .secure_random
         .fill(buf)
         .map_err(|_| ClientAuthError::Random)
@@ -365,45 +360,40 @@ mod tests {
     use super::*;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     use postgres_protocol::message::frontend;
-    use tokio::io::duplex;
+    use tokio::io::{DuplexStream, duplex};
 
     fn users(password: &str) -> ClientAuth {
         let text = format!("alice:{}\n", hash_password(password));
         ClientAuth::scram(ScramUsers::parse(&text).unwrap()).unwrap()
     }
 
-    async fn read_r(stream: &mut tokio::io::DuplexStream) -> (u32, Vec<u8>) {
-        let mut header = [0u8; 5];
-        stream.read_exact(&mut header).await.unwrap();
-        assert_eq!(header[0], b'R');
-        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-        let mut body = vec![0u8; len - 4];
-        stream.read_exact(&mut body).await.unwrap();
-        let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-        (code, body[4..].to_vec())
+    async fn read_r(stream: &mut PgStream<DuplexStream>) -> (u32, Vec<u8>) {
+        let message = stream.read_message(4096).await.unwrap();
+        assert_eq!(message.header.tag, b'R');
+        let mut payload = message.payload();
+        let code = bytes::Buf::get_u32(&mut payload);
+        (code, payload.to_vec())
     }
 
     /// A client speaking the wire protocol with postgres-protocol's SCRAM client.
-    async fn client_side(mut stream: tokio::io::DuplexStream, password: &str) {
+    async fn client_side(stream: DuplexStream, password: &str) {
+        let mut stream = PgStream::new(stream);
         let (code, _) = read_r(&mut stream).await;
         assert_eq!(code, 10);
         let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
         let mut out = BytesMut::new();
         frontend::sasl_initial_response(MECHANISM, scram.message(), &mut out).unwrap();
-        stream.write_all(&out).await.unwrap();
+        stream.write_message(&out).await.unwrap();
         let (code, data) = read_r(&mut stream).await;
         assert_eq!(code, 11);
         scram.update(&data).unwrap();
         out.clear();
         frontend::sasl_response(scram.message(), &mut out).unwrap();
-        stream.write_all(&out).await.unwrap();
-        let mut header = [0u8; 1];
-        if stream.read_exact(&mut header).await.is_ok() && header[0] == b'R' {
-            let mut rest = [0u8; 4];
-            stream.read_exact(&mut rest).await.unwrap();
-            let len = u32::from_be_bytes(rest) as usize;
-            let mut body = vec![0u8; len - 4];
-            stream.read_exact(&mut body).await.unwrap();
+        stream.write_message(&out).await.unwrap();
+        if let Ok(message) = stream.read_message(4096).await
+            && message.header.tag == b'R'
+        {
+            let body = message.payload();
             assert_eq!(&body[..4], &[0, 0, 0, 12]);
             scram.finish(&body[4..]).expect("server signature verifies");
         }
@@ -414,7 +404,8 @@ mod tests {
         user: &str,
         password: &str,
     ) -> Result<Option<String>, ClientAuthError> {
-        let (mut server, client) = duplex(4096);
+        let (server, client) = duplex(4096);
+        let mut server = PgStream::new(server);
         let password = password.to_owned();
         let client = tokio::spawn(async move { client_side(client, &password).await });
         let result = authenticate(auth, &mut server, Some(user), None).await;
@@ -458,7 +449,8 @@ mod tests {
 
     #[tokio::test]
     async fn trust_and_cert_without_a_certificate() {
-        let (mut server, _client) = duplex(64);
+        let (server, _client) = duplex(64);
+        let mut server = PgStream::new(server);
         assert_eq!(
             authenticate(&ClientAuth::Trust, &mut server, None, None)
                 .await

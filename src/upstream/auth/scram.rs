@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::AuthError;
-use crate::scram_crypto::{ScramKeys, constant_time_eq, salted_password, sha256};
+use crate::protocol::scram::{ScramKeys, constant_time_eq, salted_password, sha256};
 
 /// The mechanism the proxy uses. Channel binding (`-PLUS`) is not offered: the GS2 header
 /// says "n" (client does not support it), which servers accept whether or not they offer PLUS.
@@ -277,7 +277,7 @@ fn cache_id(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_auth::{ScramServer, ScramVerifier, hash_password};
+    use crate::client::auth::{ScramServer, ScramVerifier, hash_password};
 
     fn mechanisms() -> Vec<String> {
         vec!["SCRAM-SHA-256-PLUS".to_owned(), MECHANISM.to_owned()]

@@ -1,0 +1,7 @@
+//! The client's side of a session: its stream and address, TLS toward it, and how it
+//! proves who it is to the proxy.
+
+pub mod auth;
+pub mod stream;
+pub mod tls;
+pub mod unix_socket;

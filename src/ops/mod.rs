@@ -1,0 +1,7 @@
+//! What an operator sees and steers: metrics, health, the HTTP endpoint and the stop sequence.
+
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod process_metrics;
+pub mod shutdown;

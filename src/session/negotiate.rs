@@ -1,0 +1,155 @@
+//! Step 1: the client's first packets, up to its StartupMessage. SSLRequest gets `S` and a
+//! TLS handshake when client TLS is configured, else `N`; GSSENCRequest always gets `N`; a
+//! CancelRequest is forwarded to the server that owns the key and the connection closed.
+//! All of it within `--startup-timeout` of the accept.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Outcome, Session, Summary};
+use crate::client::tls::ClientTls;
+use crate::net::pg_stream::StartupReadError;
+use crate::protocol::startup::{self, StartupError};
+use crate::protocol::{CancelKey, ErrorResponse, FirstPacket, StartupParams, messages, sqlstate};
+
+/// What the negotiation produced.
+enum Negotiated {
+    Startup(StartupParams),
+    Cancel(CancelKey),
+    Gone,
+}
+
+/// Why the negotiation ended without a StartupMessage.
+#[derive(Debug, thiserror::Error)]
+enum NegotiationError {
+    #[error(transparent)]
+    Packet(#[from] StartupError),
+    #[error("{0} sent twice: send it once, before the StartupMessage")]
+    Repeated(&'static str),
+    #[error(
+        "received unencrypted data after the SSLRequest: the TLS handshake must follow it directly"
+    )]
+    DataBeforeTls,
+    #[error("connection lost during startup: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("client TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+}
+
+impl From<StartupReadError> for NegotiationError {
+    fn from(e: StartupReadError) -> NegotiationError {
+        match e {
+            StartupReadError::Packet(e) => NegotiationError::Packet(e),
+            StartupReadError::Io(e) => NegotiationError::Io(e),
+        }
+    }
+}
+
+impl NegotiationError {
+    /// `0A000` for a protocol version the proxy does not speak, `08P01` for every other
+    /// broken negotiation.
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            NegotiationError::Packet(e) => e.sqlstate(),
+            _ => sqlstate::PROTOCOL_VIOLATION,
+        }
+    }
+}
+
+impl<C> Session<'_, C>
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// Runs the negotiation within `--startup-timeout` and turns every ending but a
+    /// StartupMessage into the connection's summary.
+    pub(super) async fn negotiate(&mut self) -> Result<StartupParams, Summary> {
+        let timeout = self.ctx.startup_timeout;
+        let tls = self.ctx.client.tls.clone();
+        let negotiated = tokio::time::timeout(timeout, self.first_packets(tls.as_deref())).await;
+        let error = match negotiated {
+            Ok(Ok(Negotiated::Startup(params))) => return Ok(params),
+            Ok(Ok(Negotiated::Gone)) => return Err(Summary::new(Outcome::NoStartup)),
+            Ok(Ok(Negotiated::Cancel(key))) => {
+                let outcome = self.ctx.cancel.cancel(key).await;
+                self.ctx.metrics.cancel_request(outcome.as_str());
+                tracing::info!(outcome = outcome.as_str(), "cancel request");
+                self.client.close().await;
+                return Err(Summary::new(Outcome::Cancel));
+            }
+            Err(_) => {
+                let message = format!(
+                    "no startup packet received within {timeout:?} (--startup-timeout): the client must send its StartupMessage after connecting"
+                );
+                let error = ErrorResponse::fatal(sqlstate::PROTOCOL_VIOLATION, message);
+                return Err(self.refuse(Outcome::ProtocolError, error).await);
+            }
+            Ok(Err(NegotiationError::Io(e))) => {
+                tracing::debug!(error = %e, "client left during startup");
+                return Err(Summary::new(Outcome::NoStartup));
+            }
+            Ok(Err(NegotiationError::Handshake(e))) => {
+                // Nothing can be sent: the client expects TLS and the TLS session failed.
+                tracing::info!(error = %e, "client TLS handshake failed");
+                return Err(Summary::new(Outcome::ProtocolError));
+            }
+            Ok(Err(e)) => e,
+        };
+        let response = ErrorResponse::fatal(error.sqlstate(), error.to_string());
+        Err(self.refuse(Outcome::ProtocolError, response).await)
+    }
+
+    /// Reads first packets until the StartupMessage or a CancelRequest.
+    async fn first_packets(
+        &mut self,
+        tls: Option<&ClientTls>,
+    ) -> Result<Negotiated, NegotiationError> {
+        let mut ssl_seen = false;
+        let mut gss_seen = false;
+        loop {
+            let Some(packet) = self.client.read_startup().await? else {
+                return Ok(Negotiated::Gone);
+            };
+            match startup::parse_first_packet(&packet)? {
+                FirstPacket::SslRequest if ssl_seen => {
+                    return Err(NegotiationError::Repeated("SSLRequest"));
+                }
+                FirstPacket::GssEncRequest if gss_seen => {
+                    return Err(NegotiationError::Repeated("GSSENCRequest"));
+                }
+                FirstPacket::SslRequest => {
+                    ssl_seen = true;
+                    match tls {
+                        Some(tls) if !self.client.get_ref().is_tls() => {
+                            if self.client.buffered() > 0 {
+                                return Err(NegotiationError::DataBeforeTls);
+                            }
+                            self.client
+                                .write_message(&[messages::ACCEPT_ENCRYPTION])
+                                .await?;
+                            self.client.flush().await?;
+                            self.client
+                                .get_mut()
+                                .start_tls(tls.acceptor())
+                                .await
+                                .map_err(NegotiationError::Handshake)?;
+                        }
+                        _ => self.refuse_encryption().await?,
+                    }
+                }
+                FirstPacket::GssEncRequest => {
+                    gss_seen = true;
+                    self.refuse_encryption().await?;
+                }
+                FirstPacket::Cancel(key) => return Ok(Negotiated::Cancel(key)),
+                FirstPacket::Startup(params) => return Ok(Negotiated::Startup(params)),
+            }
+        }
+    }
+
+    /// Answers `N`: the client goes on without (further) encryption.
+    async fn refuse_encryption(&mut self) -> std::io::Result<()> {
+        self.client
+            .write_message(&[messages::REFUSE_ENCRYPTION])
+            .await?;
+        self.client.flush().await
+    }
+}
