@@ -25,7 +25,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// `Hi(password, salt, i)`: PBKDF2 with HMAC-SHA-256 and one output block. This is the
-/// deliberately slow part of SCRAM (4096 rounds by PostgreSQL's default, about 2.7 ms here),
+/// deliberately slow part of SCRAM (4096 rounds by PostgreSQL's default),
 /// which is why the client keeps what it derives from it (`auth::scram`).
 pub fn salted_password(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; 32]> {
     let mut block = Zeroizing::new(Vec::with_capacity(salt.len() + 4));
