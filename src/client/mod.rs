@@ -2,6 +2,6 @@
 //! proves who it is to the proxy.
 
 pub mod auth;
-pub mod stream;
+pub(crate) mod stream;
 pub mod tls;
-pub mod unix_socket;
+pub(crate) mod unix_socket;

@@ -3,5 +3,5 @@
 pub mod health;
 pub mod http;
 pub mod metrics;
-pub mod process_metrics;
+pub(crate) mod process_metrics;
 pub mod shutdown;

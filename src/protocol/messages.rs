@@ -3,9 +3,6 @@
 
 use bytes::{BufMut, BytesMut};
 
-/// AuthenticationOk, sent to the client in place of the password exchange the proxy did for it.
-pub const AUTHENTICATION_OK: [u8; 9] = [b'R', 0, 0, 0, 8, 0, 0, 0, 0];
-
 /// The single byte that accepts an SSLRequest: the client starts its TLS handshake next.
 pub const ACCEPT_ENCRYPTION: u8 = b'S';
 

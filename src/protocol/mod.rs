@@ -6,12 +6,12 @@
 //! `src/backend/libpq/auth.c` (authentication requests).
 
 pub mod auth_request;
-pub mod error_response;
+pub(crate) mod error_response;
 pub mod frame;
-pub mod messages;
-pub mod sasl;
-pub mod scram;
-pub mod sqlstate;
+pub(crate) mod messages;
+pub(crate) mod sasl;
+pub(crate) mod scram;
+pub(crate) mod sqlstate;
 pub mod startup;
 
 pub use auth_request::{AuthRequest, AuthRequestError, parse_auth_request};

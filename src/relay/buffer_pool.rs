@@ -41,6 +41,7 @@ impl BufferPool {
     }
 
     /// How many buffers are spare right now.
+    #[cfg(test)]
     pub fn spare(&self) -> usize {
         self.spare.lock().unwrap_or_else(|e| e.into_inner()).len()
     }

@@ -7,7 +7,7 @@ pub mod auth;
 pub mod cancel;
 mod connect;
 mod login;
-pub mod read_ahead;
+pub(crate) mod read_ahead;
 pub mod tls;
 
 use std::io;
