@@ -230,45 +230,37 @@ where
         db_user = tracing::field::Empty,
         known_user = tracing::field::Empty,
     );
-    serve_in_span(client, peer, ctx, shutdown, admitted)
-        .instrument(span)
-        .await
-}
-
-async fn serve_in_span<C>(
-    client: C,
-    peer: ClientAddr,
-    ctx: Arc<TargetContext>,
-    shutdown: CancellationToken,
-    admitted: bool,
-) -> Outcome
-where
-    C: AsyncRead + AsyncWrite + Unpin + Send,
-{
     let started = Instant::now();
     let active = ActiveConnection::open(&ctx.metrics.active);
-    let session = Session {
+    let mut session = Session {
         client: PgStream::new(MaybeTls::Plain(client)),
         peer,
         ctx: &ctx,
         started,
     };
-    let summary = session.run(shutdown, admitted).await;
+    // The span is entered for the steps before the relay and for log lines, not around the
+    // relay itself, which is polled for every message and logs nothing while it runs.
+    let summary = match session.open(admitted).instrument(span.clone()).await {
+        Ok(greeted) => session.relay(greeted, shutdown, &span).await,
+        Err(summary) => summary,
+    };
     drop(active);
     let duration = started.elapsed();
     ctx.metrics.connection_closed(summary.outcome.as_str());
     if summary.outcome != Outcome::NoStartup && summary.outcome != Outcome::Cancel {
         let stats = &summary.stats;
-        tracing::info!(
-            db_user = summary.db_user.as_deref().unwrap_or(""),
-            duration_ms = duration.as_millis() as u64,
-            bytes_client_to_server = stats.client_to_server.bytes,
-            bytes_server_to_client = stats.server_to_client.bytes,
-            queries = stats.client_to_server.queries,
-            outcome = summary.outcome.as_str(),
-            sqlstate = summary.sqlstate.as_deref().unwrap_or(""),
-            "connection closed"
-        );
+        span.in_scope(|| {
+            tracing::info!(
+                db_user = summary.db_user.as_deref().unwrap_or(""),
+                duration_ms = duration.as_millis() as u64,
+                bytes_client_to_server = stats.client_to_server.bytes,
+                bytes_server_to_client = stats.server_to_client.bytes,
+                queries = stats.client_to_server.queries,
+                outcome = summary.outcome.as_str(),
+                sqlstate = summary.sqlstate.as_deref().unwrap_or(""),
+                "connection closed"
+            )
+        });
     }
     summary.outcome
 }
@@ -277,27 +269,16 @@ impl<C> Session<'_, C>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    /// The steps in order; each returns the summary when the connection ends there.
-    async fn run(mut self, shutdown: CancellationToken, admitted: bool) -> Summary {
-        let params = match self.negotiate().await {
-            Ok(params) => params,
-            Err(summary) => return summary,
-        };
+    /// The steps before the relay, in order; each returns the summary when the connection
+    /// ends there.
+    async fn open(&mut self, admitted: bool) -> Result<greet::Greeted, Summary> {
+        let params = self.negotiate().await?;
         if let Some(user) = params.get("user") {
             tracing::Span::current().record("user", user);
         }
-        if let Err(summary) = self.admit(&params, admitted).await {
-            return summary;
-        }
-        let logged_in = match self.login(&params).await {
-            Ok(logged_in) => logged_in,
-            Err(summary) => return summary,
-        };
-        let greeted = match self.greet(&params, logged_in).await {
-            Ok(greeted) => greeted,
-            Err(summary) => return summary,
-        };
-        self.relay(greeted, shutdown).await
+        self.admit(&params, admitted).await?;
+        let logged_in = self.login(&params).await?;
+        self.greet(&params, logged_in).await
     }
 }
 

@@ -20,7 +20,13 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
     /// Relays until the session ends and says how it ended.
-    pub(super) async fn relay(self, greeted: Greeted, shutdown: CancellationToken) -> Summary {
+    /// `span` is the connection's, entered only to log.
+    pub(super) async fn relay(
+        self,
+        greeted: Greeted,
+        shutdown: CancellationToken,
+        span: &tracing::Span,
+    ) -> Summary {
         let ctx = self.ctx;
         let Greeted {
             server,
@@ -52,7 +58,7 @@ where
         let stats = match result {
             Ok(stats) => stats,
             Err(e) => {
-                tracing::info!(error = %e, "relay ended with an error");
+                span.in_scope(|| tracing::info!(error = %e, "relay ended with an error"));
                 return Summary {
                     db_user,
                     ..Summary::new(Outcome::RelayError)
