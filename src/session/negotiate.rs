@@ -25,10 +25,6 @@ enum NegotiationError {
     Packet(#[from] StartupError),
     #[error("{0} sent twice: send it once, before the StartupMessage")]
     Repeated(&'static str),
-    #[error(
-        "received unencrypted data after the SSLRequest: the TLS handshake must follow it directly"
-    )]
-    DataBeforeTls,
     #[error("connection lost during startup: {0}")]
     Io(#[from] std::io::Error),
     #[error("client TLS handshake failed: {0}")]
@@ -119,9 +115,8 @@ where
                     ssl_seen = true;
                     match tls {
                         Some(tls) if !self.client.get_ref().is_tls() => {
-                            if self.client.buffered() > 0 {
-                                return Err(NegotiationError::DataBeforeTls);
-                            }
+                            // `read_startup` reads exactly one packet, so no byte sent
+                            // before the handshake can be taken as if it were encrypted.
                             self.client
                                 .write_message(&[messages::ACCEPT_ENCRYPTION])
                                 .await?;
