@@ -139,7 +139,7 @@ pub const TARGET_OPTIONS: &[TargetOption] = &[
     },
     TargetOption {
         name: "iam_identity",
-        meaning: "use GetClusterCredentialsWithIAM: the database user comes from the IAM identity",
+        meaning: "use GetClusterCredentialsWithIAM: the user comes from the IAM identity",
         takes: "true or false",
         jdbc_aliases: &["groupfederation"],
         list: false,

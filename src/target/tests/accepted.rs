@@ -22,7 +22,7 @@ fn good_cases() -> Vec<(String, Extra, Target)> {
                 ..serverless()
             },
         ),
-        // The design's provisioned example.
+        // A provisioned cluster with a database, a fixed user and groups.
         (
             format!("{PROVISIONED}/dev?db_user=analyst&db_groups=bi,readers"),
             &[],

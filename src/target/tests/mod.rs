@@ -103,6 +103,12 @@ fn option_names_and_jdbc_aliases_are_unique_and_lowercase() {
             "{}",
             option.name
         );
+        // --help lists each option with its meaning on one line.
+        assert!(
+            option.meaning.len() <= 72,
+            "{}: meaning too long",
+            option.name
+        );
     }
 }
 
