@@ -427,3 +427,26 @@ fn help_lists_the_target_options_from_the_parser_list() {
     }
     assert!(help.contains("REDSHIFT_AUTH_PROXY_CONFIG"), "{help}");
 }
+
+/// `docs/configuration.md` is where users look settings up: every flag, its environment
+/// variable and every target option must be there, so adding a setting without documenting
+/// it fails here.
+#[test]
+fn the_configuration_page_documents_every_setting_and_target_option() {
+    let page = include_str!("../../docs/configuration.md");
+    for setting in SETTINGS {
+        for name in [setting.flag, setting.env, setting.key] {
+            assert!(
+                page.contains(name),
+                "docs/configuration.md does not mention {name}"
+            );
+        }
+    }
+    for option in crate::target::TARGET_OPTIONS {
+        assert!(
+            page.contains(&format!("`{}`", option.name)),
+            "docs/configuration.md does not list the target option {}",
+            option.name
+        );
+    }
+}
