@@ -145,14 +145,18 @@ pub fn client_policy(settings: &ClientSettings) -> Result<ClientPolicy, SetupErr
     let auth = match settings.auth {
         ClientAuthMethod::Trust => ClientAuth::Trust,
         ClientAuthMethod::Cert => ClientAuth::Cert,
-        ClientAuthMethod::Scram => {
+        method @ (ClientAuthMethod::Scram | ClientAuthMethod::Password) => {
             let path = settings
                 .users_file
                 .as_deref()
                 .ok_or(SetupError::NoUsersFile)?;
             let users = ScramUsers::load(path)?;
-            tracing::info!(users = users.len(), file = %path.display(), "client authentication: scram");
-            ClientAuth::scram(users)?
+            tracing::info!(users = users.len(), file = %path.display(), method = method.as_str(), "client authentication");
+            if method == ClientAuthMethod::Password {
+                ClientAuth::password(users)?
+            } else {
+                ClientAuth::scram(users)?
+            }
         }
     };
     Ok(ClientPolicy {

@@ -90,16 +90,21 @@ pub enum ConfigError {
     /// A CA file without `cert`.
     #[error("client_ca is only used with --client-auth cert: remove it or add --client-auth cert")]
     ClientCaUnused,
-    /// `scram` without a users file.
+    /// `scram` or `password` without a users file.
     #[error(
-        "client_auth = scram needs --client-users FILE, with lines user:SCRAM-SHA-256$...; make them with `redshift-auth-proxy hash-password USER`"
+        "client_auth = {0} needs --client-users FILE, with lines user:SCRAM-SHA-256$...; make them with `redshift-auth-proxy hash-password USER`"
     )]
-    ClientUsersNeeded,
-    /// A users file without `scram`.
+    ClientUsersNeeded(&'static str),
+    /// A users file without `scram` or `password`.
     #[error(
-        "client_users is only used with --client-auth scram: remove it or add --client-auth scram"
+        "client_users is only used with --client-auth scram or password: remove it or add --client-auth scram"
     )]
     ClientUsersUnused,
+    /// `password` where the cleartext password could be read on the way.
+    #[error(
+        "refusing --client-auth password on {0} without --client-sslmode require: the password would cross the network in cleartext. Require TLS from clients (--client-sslmode require with --client-tls-cert/--client-tls-key or --client-tls self-signed), listen on loopback or a --unix-socket, or use --client-auth scram"
+    )]
+    CleartextPasswordWithoutTls(IpAddr),
     /// `cert` with a Unix socket, where libpq never uses TLS.
     #[error(
         "--client-auth cert cannot work on --unix-socket (libpq does not use TLS on Unix sockets, so no client could present a certificate): drop one of them"

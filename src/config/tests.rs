@@ -270,8 +270,27 @@ fn client_security_combinations_that_cannot_work() {
             ),
             (vec!["--client-auth", "scram"], "hash-password"),
             (
+                vec!["--client-auth", "password"],
+                "client_auth = password needs --client-users",
+            ),
+            (
                 vec!["--client-users", "u.txt"],
                 "only used with --client-auth scram",
+            ),
+            (
+                [
+                    &[
+                        "--client-auth",
+                        "password",
+                        "--client-users",
+                        "u.txt",
+                        "--address",
+                        "0.0.0.0",
+                    ][..],
+                    &tls[..],
+                ]
+                .concat(),
+                "refusing --client-auth password on 0.0.0.0 without --client-sslmode require",
             ),
         ];
         for (flags, needle) in cases {
@@ -449,4 +468,27 @@ fn the_configuration_page_documents_every_setting_and_target_option() {
             option.name
         );
     }
+}
+
+#[test]
+fn cleartext_passwords_only_over_required_tls_or_on_loopback() {
+    Jail::expect_with(|_| {
+        let password = ["--client-auth", "password", "--client-users", "u.txt"];
+        let loopback = ProxyConfig::load(&cli(&[&[STATIC][..], &password[..]].concat()))
+            .expect("loopback needs no TLS");
+        assert_eq!(loopback.client.auth, ClientAuthMethod::Password);
+        let remote = [
+            "--address",
+            "0.0.0.0",
+            "--client-tls",
+            "self-signed",
+            "--client-sslmode",
+            "require",
+        ];
+        let config = ProxyConfig::load(&cli(&[&[STATIC][..], &password[..], &remote[..]].concat()))
+            .expect("remote with TLS required");
+        assert_eq!(config.client.auth, ClientAuthMethod::Password);
+        assert_eq!(config.client.users_file, Some(PathBuf::from("u.txt")));
+        Ok(())
+    });
 }

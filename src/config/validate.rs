@@ -171,18 +171,30 @@ fn client_settings(settings: &Settings) -> Result<ClientSettings, ConfigError> {
         ClientAuthMethod::Cert if settings.unix_socket.is_some() => {
             return Err(ConfigError::CertAuthOnUnixSocket);
         }
-        ClientAuthMethod::Scram if settings.client_users.is_none() => {
-            return Err(ConfigError::ClientUsersNeeded);
+        ClientAuthMethod::Scram | ClientAuthMethod::Password if settings.client_users.is_none() => {
+            return Err(ConfigError::ClientUsersNeeded(
+                settings.client_auth.as_str(),
+            ));
         }
         _ => {}
     }
     if settings.client_ca.is_some() && settings.client_auth != ClientAuthMethod::Cert {
         return Err(ConfigError::ClientCaUnused);
     }
-    if settings.client_users.is_some() && settings.client_auth != ClientAuthMethod::Scram {
+    let uses_verifiers = matches!(
+        settings.client_auth,
+        ClientAuthMethod::Scram | ClientAuthMethod::Password
+    );
+    if settings.client_users.is_some() && !uses_verifiers {
         return Err(ConfigError::ClientUsersUnused);
     }
     let remote = !settings.address.to_canonical().is_loopback();
+    if settings.client_auth == ClientAuthMethod::Password
+        && remote
+        && settings.client_sslmode != ClientSslMode::Require
+    {
+        return Err(ConfigError::CleartextPasswordWithoutTls(settings.address));
+    }
     let unauthenticated_remote = match (settings.client_auth, remote) {
         (ClientAuthMethod::Trust, true) if !settings.allow_unauthenticated_remote => {
             return Err(ConfigError::UnauthenticatedRemote(settings.address));

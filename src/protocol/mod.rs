@@ -9,6 +9,7 @@ pub mod auth_request;
 pub(crate) mod error_response;
 pub mod frame;
 pub(crate) mod messages;
+pub(crate) mod password;
 pub(crate) mod sasl;
 pub(crate) mod scram;
 pub(crate) mod sqlstate;

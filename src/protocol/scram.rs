@@ -1,7 +1,7 @@
 //! The SCRAM-SHA-256 arithmetic both sides of the proxy share (RFC 5802 section 3, with
-//! SHA-256 as RFC 7677 says): the proxy is a SCRAM client toward the server (`auth::scram`)
-//! and a SCRAM server toward its own clients (`client_auth::scram`), and the two must agree on
-//! every byte of it.
+//! SHA-256 as RFC 7677 says): the proxy is a SCRAM client toward the server
+//! (`upstream::auth::scram`), and checks its own clients' passwords against SCRAM verifiers
+//! (`client::auth`), and the two must agree on every byte of it.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
@@ -82,6 +82,22 @@ impl std::fmt::Debug for ScramKeys {
     }
 }
 
+/// SASLprep (RFC 4013) as PostgreSQL applies it to passwords: a password that is not UTF-8,
+/// or that SASLprep refuses, is used as it is.
+pub fn normalize_password(password: &[u8]) -> Vec<u8> {
+    match std::str::from_utf8(password).map(stringprep::saslprep) {
+        Ok(Ok(prepared)) => prepared.into_owned().into_bytes(),
+        _ => password.to_vec(),
+    }
+}
+
+/// `StoredKey = H(ClientKey)` for a cleartext password, as a verifier stores it: how a
+/// server that keeps only verifiers checks a password sent in the clear.
+pub fn stored_key(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let salted = salted_password(&normalize_password(password), salt, iterations);
+    sha256(&ScramKeys::derive(&salted).client_key[..])
+}
+
 /// Compares without an early exit, so the time taken says nothing about where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -90,6 +106,41 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalizes_like_postgresql() {
+        assert_eq!(normalize_password(b"pencil"), b"pencil");
+        assert_eq!(normalize_password("I\u{00AD}X".as_bytes()), b"IX"); // soft hyphen maps to nothing
+        assert_eq!(normalize_password(b"\xff\xfe"), b"\xff\xfe"); // not UTF-8: as it is
+        assert_eq!(
+            normalize_password("a\u{0007}b".as_bytes()),
+            "a\u{0007}b".as_bytes()
+        ); // refused: as it is
+    }
+
+    #[test]
+    fn the_stored_key_of_a_cleartext_password_matches_a_postgres_verifier() {
+        // A verifier as PostgreSQL (and `hash-password`) writes it:
+        // SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, base64.
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+        let verifier = postgres_protocol::password::scram_sha_256("pencil".as_bytes());
+        let (head, keys) = verifier
+            .split_once('$')
+            .expect("scheme")
+            .1
+            .split_once('$')
+            .expect("keys");
+        let (iterations, salt) = head.split_once(':').expect("salt");
+        let salt = STANDARD.decode(salt).expect("base64 salt");
+        let stored = STANDARD
+            .decode(keys.split_once(':').expect("stored").0)
+            .expect("base64");
+        let iterations: u32 = iterations.parse().expect("rounds");
+        assert_eq!(stored_key(b"pencil", &salt, iterations)[..], stored[..]);
+        assert_ne!(stored_key(b"pencil!", &salt, iterations)[..], stored[..]);
+    }
+
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 

@@ -32,8 +32,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::client::tls::ClientTls;
 use crate::net::pg_stream::{PgStream, ReadError};
 use crate::protocol::frame::HEADER_LEN;
+use crate::protocol::password;
 use crate::protocol::sasl;
-use crate::protocol::scram::hmac_sha256;
+use crate::protocol::scram::{constant_time_eq, hmac_sha256, stored_key};
+use zeroize::Zeroizing;
 
 /// PostgreSQL's limit for one SASL message from the client (`PG_MAX_AUTH_TOKEN_LENGTH`).
 const MAX_SASL_MESSAGE_LEN: usize = 65_535;
@@ -50,6 +52,10 @@ pub enum ClientAuthMethod {
     Trust,
     /// SCRAM-SHA-256 against `--client-users`.
     Scram,
+    /// The password in cleartext (authentication code 3), checked against the SCRAM
+    /// verifiers of `--client-users`: for drivers without SCRAM, such as Redshift's JDBC
+    /// driver. Only over TLS or on loopback, since the password crosses the connection.
+    Password,
     /// Mutual TLS: a certificate signed by `--client-ca` whose CN is the user name.
     Cert,
 }
@@ -60,6 +66,7 @@ impl ClientAuthMethod {
         match self {
             ClientAuthMethod::Trust => "trust",
             ClientAuthMethod::Scram => "scram",
+            ClientAuthMethod::Password => "password",
             ClientAuthMethod::Cert => "cert",
         }
     }
@@ -78,6 +85,13 @@ pub enum ClientAuth {
         /// runs but cannot be told apart from real ones.
         mock_secret: [u8; 32],
     },
+    /// The password in cleartext, checked against the same verifiers as `Scram`.
+    Password {
+        /// The verifiers by user name.
+        users: ScramUsers,
+        /// Keys the made-up salts of unknown users, as for `Scram`.
+        mock_secret: [u8; 32],
+    },
     /// The TLS layer verified the certificate; the session compares its CN.
     Cert,
 }
@@ -88,6 +102,13 @@ impl ClientAuth {
         let mut mock_secret = [0u8; 32];
         random(&mut mock_secret)?;
         Ok(ClientAuth::Scram { users, mock_secret })
+    }
+
+    /// `password` with `users`; the mock secret as for `scram`.
+    pub fn password(users: ScramUsers) -> Result<ClientAuth, ClientAuthError> {
+        let mut mock_secret = [0u8; 32];
+        random(&mut mock_secret)?;
+        Ok(ClientAuth::Password { users, mock_secret })
     }
 }
 
@@ -244,7 +265,42 @@ where
             scram_exchange(client, user, users.get(user), mock_secret).await?;
             Ok(Some(user.to_owned()))
         }
+        ClientAuth::Password { users, mock_secret } => {
+            let user = user.ok_or(ClientAuthError::NoUser)?;
+            password_exchange(client, user, users.get(user), mock_secret).await?;
+            Ok(Some(user.to_owned()))
+        }
     }
+}
+
+/// Asks for the password in cleartext and checks it against the user's verifier the way
+/// PostgreSQL checks a cleartext password against a SCRAM secret: the salted password with
+/// the stored salt and rounds, then `StoredKey`, compared in constant time. An unknown user
+/// is checked against a made-up verifier, so it costs the same time and gets the same answer.
+async fn password_exchange<S>(
+    client: &mut PgStream<S>,
+    user: &str,
+    verifier: Option<&ScramVerifier>,
+    mock_secret: &[u8; 32],
+) -> Result<(), ClientAuthError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    send(client, &password::AUTHENTICATION_CLEARTEXT_PASSWORD).await?;
+    let payload = Zeroizing::new(read_password_message(client, "a password").await?);
+    let password = password::parse_password_message(&payload)
+        .map_err(|e| ClientAuthError::Protocol(e.to_string()))?;
+    let mock = mock_verifier(mock_secret, user);
+    let checked = verifier.unwrap_or(&mock);
+    let stored = stored_key(password, &checked.salt, checked.iterations);
+    if verifier.is_some() && !password.is_empty() && constant_time_eq(&stored, &checked.stored_key)
+    {
+        return Ok(());
+    }
+    Err(ClientAuthError::Password {
+        user: user.to_owned(),
+        known: verifier.is_some(),
+    })
 }
 
 /// The SASL conversation: offer SCRAM-SHA-256, answer the client's first message, check
@@ -277,7 +333,7 @@ where
     sasl::authentication_sasl(&[MECHANISM], &mut out);
     send(client, &out).await?;
 
-    let payload = read_password_message(client).await?;
+    let payload = read_password_message(client, "a SASL response").await?;
     let (mechanism, first) = sasl::parse_sasl_initial_response(&payload)
         .map_err(|e| ClientAuthError::Protocol(e.to_string()))?;
     if mechanism != MECHANISM {
@@ -290,7 +346,7 @@ where
     sasl::authentication_sasl_continue(server_first.as_bytes(), &mut out);
     send(client, &out).await?;
 
-    let payload = read_password_message(client).await?;
+    let payload = read_password_message(client, "a SASL response").await?;
     let server_final = server.client_final(&payload).map_err(failed)?;
     out.clear();
     sasl::authentication_sasl_final(server_final.as_bytes(), &mut out);
@@ -320,9 +376,13 @@ where
     client.flush().await.map_err(|_| ClientAuthError::Gone)
 }
 
-/// Reads one password-family message (`'p'`) and returns its payload. Terminate or a closed
-/// connection means the client gave up (libpq does so to ask the user for a password).
-async fn read_password_message<S>(client: &mut PgStream<S>) -> Result<Vec<u8>, ClientAuthError>
+/// Reads one password-family message (`'p'`, `what` it should carry) and returns its
+/// payload. Terminate or a closed connection means the client gave up (libpq does so to ask
+/// the user for a password).
+async fn read_password_message<S>(
+    client: &mut PgStream<S>,
+    what: &str,
+) -> Result<Vec<u8>, ClientAuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -330,7 +390,7 @@ where
         Ok(message) => message,
         Err(ReadError::TooLong { len, .. }) => {
             return Err(ClientAuthError::Protocol(format!(
-                "invalid SASL response length {}",
+                "invalid length {} of {what}",
                 len - 1
             )));
         }
@@ -341,7 +401,7 @@ where
         b'p' => Ok(message.payload().to_vec()),
         b'X' => Err(ClientAuthError::Gone),
         other => Err(ClientAuthError::Protocol(format!(
-            "expected a SASL response, got message type '{}'",
+            "expected {what}, got message type '{}'",
             char::from(other).escape_default()
         ))),
     }
@@ -462,5 +522,73 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.sqlstate(), "28000");
         assert!(err.hint().is_some());
+    }
+
+    /// A client that answers AuthenticationCleartextPassword with `answer` (the payload of
+    /// its PasswordMessage), as every Redshift driver does.
+    async fn cleartext(
+        auth: &ClientAuth,
+        user: &str,
+        answer: &[u8],
+    ) -> Result<Option<String>, ClientAuthError> {
+        let (server, client) = duplex(4096);
+        let mut server = PgStream::new(server);
+        let answer = answer.to_vec();
+        let client = tokio::spawn(async move {
+            let mut stream = PgStream::new(client);
+            let (code, _) = read_r(&mut stream).await;
+            assert_eq!(code, 3, "AuthenticationCleartextPassword");
+            let mut out = BytesMut::new();
+            out.extend_from_slice(b"p");
+            out.extend_from_slice(&(answer.len() as u32 + 4).to_be_bytes());
+            out.extend_from_slice(&answer);
+            stream.write_message(&out).await.unwrap();
+            stream.flush().await.unwrap();
+            stream
+        });
+        let result = authenticate(auth, &mut server, Some(user), None).await;
+        drop(client.await.unwrap());
+        result
+    }
+
+    #[tokio::test]
+    async fn cleartext_passwords_against_scram_verifiers() {
+        let text = format!("alice:{}\n", hash_password("s3cret"));
+        let auth = ClientAuth::password(ScramUsers::parse(&text).unwrap()).unwrap();
+        assert_eq!(
+            cleartext(&auth, "alice", b"s3cret\0")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("alice")
+        );
+        let wrong = cleartext(&auth, "alice", b"nope\0").await.unwrap_err();
+        let unknown = cleartext(&auth, "mallory", b"s3cret\0").await.unwrap_err();
+        let empty = cleartext(&auth, "alice", b"\0").await.unwrap_err();
+        for err in [&wrong, &unknown, &empty] {
+            assert_eq!(err.sqlstate(), "28P01");
+        }
+        assert_eq!(
+            wrong.to_string(),
+            "password authentication failed for user \"alice\""
+        );
+        assert_eq!(
+            unknown.to_string(),
+            "password authentication failed for user \"mallory\""
+        );
+        assert!(matches!(
+            unknown,
+            ClientAuthError::Password { known: false, .. }
+        ));
+        assert!(matches!(
+            wrong,
+            ClientAuthError::Password { known: true, .. }
+        ));
+        let broken = cleartext(&auth, "alice", b"s3cret").await.unwrap_err();
+        assert_eq!(broken.sqlstate(), "08P01");
+        assert!(
+            broken.to_string().contains("invalid password packet size"),
+            "{broken}"
+        );
     }
 }
