@@ -325,7 +325,7 @@ async fn a_password_the_server_refuses_is_fetched_anew() {
 
     // The user is re-created behind the proxy's back: the cached password is now wrong.
     // The server refuses it, the proxy fetches a fresh one and logs in again: the client
-    // never sees the refusal (tests/faults.rs covers the retry's limits).
+    // never sees the refusal (the faults suite covers the retry's limits).
     fake.set_password_for("rotated", "pw-new");
     server.set_login_password("IAM:rotated", "pw-new");
     let client = connect(&proxy, "x")

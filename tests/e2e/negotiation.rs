@@ -503,10 +503,11 @@ async fn silent_and_dribbling_clients_are_cut_at_the_startup_timeout() {
         let answer = error_then_close(&mut silent, "silent client").await;
         (answer, started.elapsed())
     };
-    let ((tag, payload, elapsed, rest), ((severity, code, message), silent_elapsed)) = tokio::select! {
+    let answers = tokio::select! {
         answers = async { tokio::join!(answer, silent_answer) } => answers,
         () = dribble => panic!("the whole packet went through"),
     };
+    let ((tag, payload, elapsed, rest), ((severity, code, message), silent_elapsed)) = answers;
     assert_eq!(tag, b'E');
     assert_eq!(error_field(&payload, b'C').as_deref(), Some("08P01"));
     let dribbler_message = error_field(&payload, b'M').unwrap_or_default();

@@ -1,8 +1,8 @@
 //! What a real PostgreSQL cannot show, against a scripted Redshift-like upstream: the SHA-256
-//! digest challenge (code 13) checked with a formula written here from docs/architecture.md (Wire protocol),
-//! Redshift's greeting relayed byte for byte, refusals (wrong digest, scrypt, IdP token),
-//! startup parameter rewriting, an upstream without TLS, a silent upstream, and the
-//! cleartext and MD5 answers.
+//! digest challenge (code 13) checked with a formula written here from the wire-protocol facts
+//! in docs/architecture.md, Redshift's greeting relayed byte for byte, refusals (wrong digest,
+//! scrypt, IdP token), startup parameter rewriting, an upstream without TLS, a silent
+//! upstream, and the cleartext and MD5 answers.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
