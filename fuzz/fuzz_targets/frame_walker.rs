@@ -3,12 +3,9 @@
 //! is the stream. The walker must never panic, and the headers it reports, its error and its
 //! boundary state must be the same however the stream is cut and the same as a plain
 //! sequential reading of the stream. The properties live in
-//! `tests/support/protocol_checks.rs`, shared with the proptest mirrors.
+//! `tests/e2e/support/protocol_checks.rs` (this package's library), shared with the
+//! proptest mirrors.
 #![no_main]
-
-#[path = "../../tests/support/protocol_checks.rs"]
-#[allow(dead_code)]
-mod protocol_checks;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     protocol_checks::check_frame_walker_input(data);

@@ -3,12 +3,9 @@
 //! a typed error with a SQLSTATE, and a packet that parses re-encodes to its own bytes. The
 //! input is also tried as the body of a correctly framed packet, so the parameter parser is
 //! reached without the fuzzer having to guess a length. The properties live in
-//! `tests/support/protocol_checks.rs`, shared with the proptest mirrors.
+//! `tests/e2e/support/protocol_checks.rs` (this package's library), shared with the
+//! proptest mirrors.
 #![no_main]
-
-#[path = "../../tests/support/protocol_checks.rs"]
-#[allow(dead_code)]
-mod protocol_checks;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     protocol_checks::check_startup_packet(data);

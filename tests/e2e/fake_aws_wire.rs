@@ -3,13 +3,10 @@
 //! `DateTime`) and its errors as the SDK's typed errors. Retries are off so one call is one
 //! request.
 
-#[allow(dead_code)]
-#[path = "support/fake_aws.rs"]
-mod fake_aws;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::fake_aws::{Api, FakeAws, FakeError, parse_form, parse_json_object};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_credential_types::Credentials;
@@ -19,7 +16,6 @@ use aws_sdk_redshift::operation::RequestId;
 use aws_sdk_redshift::operation::get_cluster_credentials::GetClusterCredentialsError;
 use aws_sdk_redshiftserverless::operation::get_credentials::GetCredentialsError;
 use aws_smithy_types::DateTime;
-use fake_aws::{Api, FakeAws, FakeError, parse_form, parse_json_object};
 
 async fn sdk_config(fake: &FakeAws) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())

@@ -65,10 +65,6 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     /// The cancel registry, to see registrations and counts.
     pub cancel: Arc<CancelRegistry>,
-    /// The metric families, to read after a session.
-    pub metrics: Arc<Metrics>,
-    /// The lifecycle the probes report.
-    pub health: Arc<Health>,
     stop: StopTokens,
     handle: JoinHandle<usize>,
 }
@@ -115,8 +111,6 @@ impl TestProxy {
         TestProxy {
             addr,
             cancel,
-            metrics,
-            health,
             stop,
             handle,
         }

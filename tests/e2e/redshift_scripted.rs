@@ -1,28 +1,28 @@
 //! What a real PostgreSQL cannot show, against a scripted Redshift-like upstream: the SHA-256
-//! digest challenge (code 13) checked with a formula written here from design section 6,
-//! Redshift's greeting relayed byte for byte, refusals (wrong digest, scrypt, IdP token),
-//! startup parameter rewriting, an upstream without TLS, a silent upstream, and the
-//! cleartext and MD5 answers.
-
-mod support;
+//! digest challenge (code 13) checked with a formula written here from the wire-protocol facts
+//! in docs/architecture.md, Redshift's greeting relayed byte for byte, refusals (wrong digest,
+//! scrypt, IdP token), startup parameter rewriting, an upstream without TLS, a silent
+//! upstream, and the cleartext and MD5 answers.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::certs::TestPki;
+use crate::support::proxy::{ProxyOptions, TestProxy};
+use crate::support::scripted::{
+    ScriptedUpstream, error_field, message, read_message, send_startup,
+};
 use md5::Md5;
 use sha2::{Digest, Sha256};
-use support::certs::TestPki;
-use support::proxy::{ProxyOptions, TestProxy};
-use support::scripted::{ScriptedUpstream, message, read_message, send_startup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Password, salt and server nonce of the design's digest vector.
+/// Password, salt and server nonce of the digest test vector in docs/architecture.md.
 const DIGEST_PASSWORD: &str = "My_sha256_PaSsWoRd";
 const DIGEST_SALT: &str = "a1b2c3d4e5f60718";
 const DIGEST_SERVER_NONCE: &str = "00112233445566778899aabbccddeeff";
-/// The design's digest request, byte for byte (section 6).
+/// That vector's digest request, byte for byte.
 const DIGEST_REQUEST: &str = concat!(
     "52",
     "0000002c",
@@ -60,8 +60,8 @@ fn now_millis() -> u128 {
         .as_millis()
 }
 
-/// `SHA256(SHA256(password ‖ salt) ‖ server_nonce ‖ client_nonce)`, written from design
-/// section 6 without the crate's code.
+/// `SHA256(SHA256(password ‖ salt) ‖ server_nonce ‖ client_nonce)`, written from
+/// docs/architecture.md without the crate's code.
 fn expected_digest(
     password: &[u8],
     salt: &[u8],
@@ -79,7 +79,7 @@ fn expected_digest(
     outer.finalize().to_vec()
 }
 
-/// `"md5" + hex(md5(hex(md5(password ‖ user)) ‖ salt))`, written from design section 6.
+/// `"md5" + hex(md5(hex(md5(password ‖ user)) ‖ salt))`, written from docs/architecture.md.
 fn expected_md5(user: &str, password: &str, salt: [u8; 4]) -> String {
     let mut first = Md5::new();
     first.update(password.as_bytes());
@@ -157,22 +157,6 @@ fn check_digest_reply(
         ));
     }
     Ok(())
-}
-
-/// An ErrorResponse or NoticeResponse field.
-fn field(payload: &[u8], code: u8) -> Option<String> {
-    let mut rest = payload;
-    while let Some((&tag, tail)) = rest.split_first() {
-        if tag == 0 {
-            return None;
-        }
-        let nul = tail.iter().position(|&b| b == 0)?;
-        if tag == code {
-            return Some(String::from_utf8_lossy(&tail[..nul]).into_owned());
-        }
-        rest = &tail[nul + 1..];
-    }
-    None
 }
 
 /// A ParameterStatus message.
@@ -303,8 +287,8 @@ async fn expect_error_then_close(stream: &mut TcpStream) -> (String, String, Vec
     assert!(rest.is_empty(), "nothing after the error: {rest:?}");
     let raw = message(tag, &payload);
     (
-        field(&payload, b'C').unwrap_or_default(),
-        field(&payload, b'M').unwrap_or_default(),
+        error_field(&payload, b'C').unwrap_or_default(),
+        error_field(&payload, b'M').unwrap_or_default(),
         raw,
     )
 }
@@ -335,7 +319,7 @@ async fn query_then_terminate(stream: &mut TcpStream) {
 }
 
 #[test]
-fn test_formulas_reproduce_the_design_vectors() {
+fn test_formulas_reproduce_the_documented_vectors() {
     // The digest vector: the inner hash, the digest, and the reply layout.
     let salt = unhex(DIGEST_SALT);
     let server_nonce = unhex(DIGEST_SERVER_NONCE);
@@ -364,7 +348,7 @@ fn test_formulas_reproduce_the_design_vectors() {
         "31373030303030303030303030"
     ));
     assert_eq!(reply.len(), 1 + 0x39, "reply length field covers the rest");
-    let (parsed_digest, nonce) = parse_digest_reply(&reply[5..]).expect("design reply parses");
+    let (parsed_digest, nonce) = parse_digest_reply(&reply[5..]).expect("documented reply parses");
     assert_eq!(parsed_digest, digest);
     assert_eq!(nonce, b"1700000000000");
     // A wrong client nonce or password gives another digest.
@@ -434,7 +418,7 @@ async fn redshift_digest_login_relays_the_greeting_untouched() {
         };
         panic!(
             "login refused ({:?}): {why}",
-            field(&payload, b'M').unwrap_or_default()
+            error_field(&payload, b'M').unwrap_or_default()
         );
     }
     let mut received = message(tag, &payload);
@@ -493,7 +477,7 @@ async fn a_wrong_digest_password_gets_the_servers_error_as_sent() {
     proxy.stop().await;
 }
 
-/// A digest request for `algorithm` with the design's salt and nonce.
+/// A digest request for `algorithm` with the documented vector's salt and nonce.
 fn digest_request(algorithm: u32) -> Vec<u8> {
     let mut payload = 13u32.to_be_bytes().to_vec();
     payload.extend_from_slice(&algorithm.to_be_bytes());
@@ -579,7 +563,8 @@ fn negotiate_protocol_version_3_0(options: &[&str]) -> Vec<u8> {
 
 /// Logs in with `CLIENT_PARAMS` over cleartext; returns the first message the client got,
 /// the bytes after it, and what the server saw.
-async fn login_with_client_params() -> ((u8, Vec<u8>), Vec<u8>, support::scripted::Observed) {
+async fn login_with_client_params() -> ((u8, Vec<u8>), Vec<u8>, crate::support::scripted::Observed)
+{
     let pki = Pki::new();
     let greeting = short_greeting();
     let upstream = ScriptedUpstream::start(

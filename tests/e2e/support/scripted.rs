@@ -119,6 +119,23 @@ async fn read_startup<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<(String, Stri
         .collect()
 }
 
+/// Field `code` (`b'C'` the SQLSTATE, `b'M'` the message, `b'S'` the severity) of an
+/// ErrorResponse or NoticeResponse payload.
+pub fn error_field(payload: &[u8], code: u8) -> Option<String> {
+    let mut rest = payload;
+    while let Some((&tag, tail)) = rest.split_first() {
+        if tag == 0 {
+            return None;
+        }
+        let nul = tail.iter().position(|&b| b == 0)?;
+        if tag == code {
+            return Some(String::from_utf8_lossy(&tail[..nul]).into_owned());
+        }
+        rest = &tail[nul + 1..];
+    }
+    None
+}
+
 /// Reads one tagged message, or `None` at end of stream.
 pub async fn read_message<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(u8, Vec<u8>)> {
     let tag = stream.read_u8().await.ok()?;

@@ -237,6 +237,17 @@ impl PgServer {
         );
     }
 
+    /// Creates login role `role` if it is missing, and sets its password, valid for ever
+    /// (as the temporary passwords the AWS fake hands out are, until a test says otherwise).
+    pub fn set_login_password(&self, role: &str, password: &str) {
+        let create = format!(
+            "do $$ begin create role \"{role}\" login; exception when duplicate_object then null; end $$"
+        );
+        let alter =
+            format!("alter role \"{role}\" login password '{password}' valid until 'infinity'");
+        self.sql(&[&create, &alter]);
+    }
+
     /// Runs one of the server's programs, as the `postgres` OS user when we are root (the
     /// server refuses to run as root).
     fn run(&self, as_postgres: bool, program: &str, args: impl FnOnce(&mut Command)) {
@@ -285,21 +296,6 @@ impl PgServer {
         } else {
             PathBuf::from("psql")
         }
-    }
-
-    /// The `pgbench` next to the server's programs.
-    pub fn pgbench_bin(&self) -> PathBuf {
-        let beside = self.bindir.join("pgbench");
-        if beside.exists() {
-            beside
-        } else {
-            PathBuf::from("pgbench")
-        }
-    }
-
-    /// The certificates the server uses.
-    pub fn pki(&self) -> &TestPki {
-        &self.pki
     }
 
     /// A direct TLS connection (verify-full on `localhost`), bypassing the proxy.
@@ -355,4 +351,12 @@ pub async fn current_user(client: &tokio_postgres::Client) -> String {
         .await
         .expect("query")
         .get(0)
+}
+
+/// The SQLSTATE and message of the ErrorResponse a client got; panics on any other error.
+pub fn db_error(error: &tokio_postgres::Error) -> (String, String) {
+    let db = error
+        .as_db_error()
+        .unwrap_or_else(|| panic!("an ErrorResponse, got {error}"));
+    (db.code().code().to_owned(), db.message().to_owned())
 }

@@ -1,4 +1,4 @@
-//! Client TLS and client authentication end to end (issue 6, items 1 and 2): the real binary
+//! Client TLS and client authentication end to end: the real binary
 //! in front of the real PostgreSQL (static password targets), with real clients — psql and
 //! tokio-postgres — and certificates made at test time.
 //!
@@ -14,22 +14,20 @@
 //!   `--allow-unauthenticated-remote`
 //! - `--unix-socket`: psql -h DIR, a stale socket file replaced, the socket removed at exit
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::certs::{ClientCa, TestPki, unrelated_ca_pem};
+use crate::support::eventually::eventually;
+use crate::support::pg::{self, PgServer, current_user};
+use crate::support::proxy_process::{ProxyCommand, ProxyProcess};
 use redshift_auth_proxy::upstream::tls::{SslMode, UpstreamTrust, upstream_client_config};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sha2::{Digest, Sha256};
-use support::certs::{ClientCa, TestPki, unrelated_ca_pem};
-use support::eventually::eventually;
-use support::pg::{self, PgServer, current_user};
-use support::proxy_process::{ProxyCommand, ProxyProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::NoTls;

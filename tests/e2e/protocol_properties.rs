@@ -1,6 +1,5 @@
 //! Property tests of the pure protocol codec, the `cargo test` mirror of the fuzz targets in
-//! `fuzz/` (issue 6, hostile input). Both check the properties written once in
-//! `tests/support/protocol_checks.rs`:
+//! `fuzz/`. Both check the properties written once in `support/protocol_checks.rs`:
 //!
 //! - first packets: `packet_len` and `parse_first_packet` never panic; every input is a
 //!   packet or a typed error with a SQLSTATE; a packet that parses re-encodes to its bytes;
@@ -16,16 +15,13 @@
 //! The fuzzers search deeper (scripts/fuzz); these run in a few seconds in a debug build so
 //! every `cargo test` exercises the same properties with both random and well-formed input.
 
-#[path = "support/protocol_checks.rs"]
-mod protocol_checks;
-
-use bytes::BytesMut;
-use proptest::collection::vec;
-use proptest::prelude::*;
-use protocol_checks::{
+use crate::support::protocol_checks::{
     check_auth_request, check_frame_walker, check_frame_walker_input, check_startup_packet,
     encode_startup, split, walk_chunks, walk_model,
 };
+use bytes::BytesMut;
+use proptest::collection::vec;
+use proptest::prelude::*;
 use redshift_auth_proxy::credentials::Secret;
 use redshift_auth_proxy::protocol::AuthRequest;
 use redshift_auth_proxy::protocol::auth_request::parse_auth_request;

@@ -1,14 +1,12 @@
 //! End to end through the proxy against a real PostgreSQL with TLS and password auth:
 //! real clients (tokio-postgres, psql), every auth method, COPY both ways, cancel, errors.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::pg::{self, PgServer};
+use crate::support::proxy::{ProxyOptions, TestProxy};
 use futures_util::{SinkExt, StreamExt, pin_mut};
 use sha2::{Digest, Sha256};
-use support::pg::{self, PgServer};
-use support::proxy::{ProxyOptions, TestProxy};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 

@@ -4,16 +4,14 @@
 //! binary runs in front of the real PostgreSQL (static password targets, so AWS stays out
 //! except in the log test, which uses the AWS fake).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::eventually::eventually;
-use support::fake_aws::FakeAws;
-use support::http_get::{get, request, sample};
-use support::pg::{self, PgServer};
-use support::proxy_process::{ProxyCommand, ProxyProcess, TEST_SECRET_ACCESS_KEY};
-use support::scripted::{read_message, send_startup};
+use crate::support::eventually::eventually;
+use crate::support::fake_aws::FakeAws;
+use crate::support::http_get::{get, request, sample};
+use crate::support::pg::{self, PgServer};
+use crate::support::proxy_process::{ProxyCommand, ProxyProcess, TEST_SECRET_ACCESS_KEY};
+use crate::support::scripted::{read_message, send_startup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
@@ -471,7 +469,7 @@ async fn a_trace_level_log_of_a_full_session_holds_no_secret() {
     );
 
     // Errors the client reads: AWS refusing the call, the server refusing the password.
-    fake.fail_next(1, support::fake_aws::FakeError::AccessDenied);
+    fake.fail_next(1, crate::support::fake_aws::FakeError::AccessDenied);
     let denied = connect_as("denied").await.expect_err("AWS denies");
     let ghost = connect_as("ghost").await.expect_err("no such role");
     let mut client_errors = String::new();

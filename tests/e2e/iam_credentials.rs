@@ -4,23 +4,12 @@
 //! tokio-postgres. The harness creates the `IAM:`/`IAMR:` roles with the passwords the fake
 //! hands out, so a working session proves the proxy logged in with what AWS returned.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::fake_aws::{Api, FakeAws, FakeError};
-use support::pg::{self, PgServer, current_user};
-use support::proxy_process::{ProxyCommand, ProxyProcess, TEST_SECRET_ACCESS_KEY};
+use crate::support::fake_aws::{Api, FakeAws, FakeError};
+use crate::support::pg::{self, PgServer, current_user, db_error};
+use crate::support::proxy_process::{ProxyCommand, ProxyProcess, TEST_SECRET_ACCESS_KEY};
 use tokio_postgres::NoTls;
-
-/// Creates (or updates) a login role named `role` with `password`, allowed into `dev`.
-fn create_role(server: &PgServer, role: &str, password: &str) {
-    let create = format!(
-        "do $$ begin create role \"{role}\" login; exception when duplicate_object then null; end $$"
-    );
-    let alter = format!("alter role \"{role}\" login password '{password}'");
-    server.sql(&[&create, &alter]);
-}
 
 /// Arguments for a proxy on a free port in front of the shared server.
 fn proxy_args(server: &PgServer, fake: &FakeAws, target_options: &str) -> (u16, Vec<String>) {
@@ -57,19 +46,12 @@ async fn connect(
     Ok(client)
 }
 
-fn db_error(error: tokio_postgres::Error) -> (String, String) {
-    let db = error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("an ErrorResponse, got {error}"));
-    (db.code().code().to_owned(), db.message().to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioned_target_logs_in_as_the_iam_user_aws_returned() {
     let server = PgServer::shared();
     let fake = FakeAws::start().await;
     fake.set_password_for("alice", "pw-from-aws-1");
-    create_role(server, "IAM:alice", "pw-from-aws-1");
+    server.set_login_password("IAM:alice", "pw-from-aws-1");
     let proxy = start_proxy(
         server,
         &fake,
@@ -107,13 +89,13 @@ async fn the_client_user_is_the_database_user_when_the_target_names_none() {
     let server = PgServer::shared();
     let fake = FakeAws::start().await;
     fake.set_password_for("bob", "pw-bob");
-    create_role(server, "IAM:bob", "pw-bob");
+    server.set_login_password("IAM:bob", "pw-bob");
     let proxy = start_proxy(server, &fake, "cluster=c1&allowed_users=bob,carol,9lives");
     let client = connect(&proxy, "bob").await.expect("bob is allowed");
     assert_eq!(current_user(&client).await, "IAM:bob");
 
     let (code, message) = db_error(
-        connect(&proxy, "mallory")
+        &connect(&proxy, "mallory")
             .await
             .expect_err("not on the list"),
     );
@@ -123,7 +105,7 @@ async fn the_client_user_is_the_database_user_when_the_target_names_none() {
         "{message}"
     );
     // A name AWS would refuse is refused before any call.
-    let (code, message) = db_error(connect(&proxy, "9lives").await.expect_err("bad name"));
+    let (code, message) = db_error(&connect(&proxy, "9lives").await.expect_err("bad name"));
     assert_eq!(code, "28000");
     assert!(message.contains("start with a letter"), "{message}");
     assert_eq!(fake.requests().len(), 1);
@@ -136,8 +118,8 @@ async fn serverless_and_with_iam_targets_take_the_user_from_the_identity() {
     fake.set_serverless_db_user("IAMR:analytics-role");
     fake.set_iam_identity("svc-etl");
     fake.set_password("pw-identity");
-    create_role(server, "IAMR:analytics-role", "pw-identity");
-    create_role(server, "IAM:svc-etl", "pw-identity");
+    server.set_login_password("IAMR:analytics-role", "pw-identity");
+    server.set_login_password("IAM:svc-etl", "pw-identity");
 
     let proxy = start_proxy(server, &fake, "workgroup=wg1&duration_seconds=1200");
     let client = connect(&proxy, "whoever").await.expect("serverless");
@@ -163,7 +145,7 @@ async fn two_hundred_clients_on_a_cold_cache_make_one_call() {
     let fake = FakeAws::start().await;
     fake.set_password_for("crowd", "pw-crowd");
     fake.set_delay(Duration::from_millis(500));
-    create_role(server, "IAM:crowd", "pw-crowd");
+    server.set_login_password("IAM:crowd", "pw-crowd");
     let proxy = start_proxy(server, &fake, "cluster=c1&db_user=crowd");
     let conninfo = proxy.conninfo("x", "dev");
     let mut tasks = Vec::new();
@@ -189,7 +171,7 @@ async fn credentials_near_expiry_are_refreshed_before_a_client_waits() {
     fake.set_password_for("fresh", "pw-fresh");
     // 20 s lifetime: refreshed once less than 4 s (a fifth) remain.
     fake.set_lifetime(Duration::from_secs(20));
-    create_role(server, "IAM:fresh", "pw-fresh");
+    server.set_login_password("IAM:fresh", "pw-fresh");
     let proxy = start_proxy(server, &fake, "cluster=c1&db_user=fresh");
     drop(connect(&proxy, "x").await.expect("first"));
     assert_eq!(fake.requests().len(), 1);
@@ -216,7 +198,7 @@ async fn throttling_is_retried_and_failures_are_explained() {
     let server = PgServer::shared();
     let fake = FakeAws::start().await;
     fake.set_password_for("tom", "pw-tom");
-    create_role(server, "IAM:tom", "pw-tom");
+    server.set_login_password("IAM:tom", "pw-tom");
 
     // Throttled once, then success.
     fake.fail_next(1, FakeError::Throttling);
@@ -232,7 +214,7 @@ async fn throttling_is_retried_and_failures_are_explained() {
     fake.always(FakeError::AccessDenied);
     let proxy = start_proxy(server, &fake, "cluster=c1&db_user=tom");
     for _ in 0..5 {
-        let (code, message) = db_error(connect(&proxy, "x").await.expect_err("denied"));
+        let (code, message) = db_error(&connect(&proxy, "x").await.expect_err("denied"));
         assert_eq!(code, "28000");
         assert!(
             message.contains("redshift:GetClusterCredentials on arn:aws:redshift:"),
@@ -247,7 +229,7 @@ async fn throttling_is_retried_and_failures_are_explained() {
     fake.clear_records();
     fake.always(FakeError::NotFound);
     let proxy = start_proxy(server, &fake, "cluster=c1&db_user=tom");
-    let (code, message) = db_error(connect(&proxy, "x").await.expect_err("not found"));
+    let (code, message) = db_error(&connect(&proxy, "x").await.expect_err("not found"));
     assert_eq!(code, "08001");
     assert!(
         message.contains("cluster \"c1\"") && message.contains("us-east-1"),
@@ -259,7 +241,7 @@ async fn throttling_is_retried_and_failures_are_explained() {
     fake.clear_records();
     fake.always(FakeError::Throttling);
     let proxy = start_proxy(server, &fake, "cluster=c1&db_user=tom");
-    let (code, message) = db_error(connect(&proxy, "x").await.expect_err("throttled"));
+    let (code, message) = db_error(&connect(&proxy, "x").await.expect_err("throttled"));
     assert_eq!(code, "08001");
     assert!(message.contains("throttling"), "{message}");
     assert!(fake.requests().len() > 1, "retried");
@@ -286,7 +268,7 @@ async fn aws_down_and_no_aws_credentials_are_explained() {
         "2s",
     ])
     .spawn(port);
-    let (code, message) = db_error(connect(&proxy, "x").await.expect_err("AWS down"));
+    let (code, message) = db_error(&connect(&proxy, "x").await.expect_err("AWS down"));
     assert_eq!(code, "08001");
     assert!(message.contains("cannot reach the AWS API"), "{message}");
     drop(proxy);
@@ -301,7 +283,7 @@ async fn aws_down_and_no_aws_credentials_are_explained() {
     .env("AWS_ACCESS_KEY_ID", None)
     .env("AWS_SECRET_ACCESS_KEY", None)
     .spawn(port);
-    let (code, message) = db_error(connect(&proxy, "x").await.expect_err("no AWS credentials"));
+    let (code, message) = db_error(&connect(&proxy, "x").await.expect_err("no AWS credentials"));
     assert_eq!(code, "28000");
     assert!(message.contains("no AWS credentials found"), "{message}");
     assert!(message.contains("~/.aws/credentials"), "{message}");
@@ -312,7 +294,7 @@ async fn check_logs_in_and_reports_one_line_per_target() {
     let server = PgServer::shared();
     let fake = FakeAws::start().await;
     fake.set_password_for("checker", "pw-check");
-    create_role(server, "IAM:checker", "pw-check");
+    server.set_login_password("IAM:checker", "pw-check");
     let (_, mut args) = proxy_args(server, &fake, "cluster=c1&db_user=checker");
     args.push("--check".to_owned());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -337,15 +319,15 @@ async fn a_password_the_server_refuses_is_fetched_anew() {
     let server = PgServer::shared();
     let fake = FakeAws::start().await;
     fake.set_password_for("rotated", "pw-old");
-    create_role(server, "IAM:rotated", "pw-old");
+    server.set_login_password("IAM:rotated", "pw-old");
     let proxy = start_proxy(server, &fake, "cluster=c1&db_user=rotated");
     drop(connect(&proxy, "x").await.expect("first login"));
 
     // The user is re-created behind the proxy's back: the cached password is now wrong.
     // The server refuses it, the proxy fetches a fresh one and logs in again: the client
-    // never sees the refusal (tests/faults.rs covers the retry's limits).
+    // never sees the refusal (the faults suite covers the retry's limits).
     fake.set_password_for("rotated", "pw-new");
-    create_role(server, "IAM:rotated", "pw-new");
+    server.set_login_password("IAM:rotated", "pw-new");
     let client = connect(&proxy, "x")
         .await
         .expect("cached password refused, fresh one fetched, login retried");

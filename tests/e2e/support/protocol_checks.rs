@@ -1,7 +1,7 @@
 //! The properties of the pure protocol codec (`src/protocol/`) that hostile input must never
-//! break, written once and checked by two drivers: the cargo-fuzz targets in `fuzz/` (which
-//! include this file with `#[path]`) and the proptest mirrors in
-//! `tests/protocol_properties.rs`. Each function takes raw bytes, runs the parser on them and
+//! break, written once and checked by two drivers: the cargo-fuzz targets in `fuzz/` (whose
+//! package compiles this file as its library, `protocol_checks`) and the proptest mirrors in
+//! `tests/e2e/protocol_properties.rs`. Each function takes raw bytes, runs the parser on them and
 //! panics if a property fails; a panic inside the parser itself fails the same way.
 //!
 //! - first packets (`packet_len`, `parse_first_packet`): every input is either a packet or a
@@ -13,8 +13,8 @@
 //!   depend on how the stream is cut into chunks, and agree with a plain sequential reading
 //!   of the stream written here.
 //!
-//! Kept out of `support/mod.rs` on purpose: it depends on nothing but the library, so the
-//! fuzz crate can compile it without the rest of the test support.
+//! It depends on nothing but the library and uses no other support module, so the fuzz
+//! package can compile it on its own.
 
 use redshift_auth_proxy::protocol::auth_request::{AuthRequest, parse_auth_request};
 use redshift_auth_proxy::protocol::frame::{BadFrameLength, FrameHeader, FrameWalker};

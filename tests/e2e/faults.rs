@@ -1,4 +1,4 @@
-//! Faults (issue 6, item 5): the server, the client and AWS failing in the ways they do while
+//! Faults: the server, the client and AWS failing in the ways they do while
 //! a session opens or runs. Each fault must end with a clear answer to the client (or, mid
 //! stream, a closed connection) and leave nothing behind in the proxy: the
 //! `redshift_proxy_connections_active` gauge returns to 0 and the process's open file count
@@ -8,20 +8,19 @@
 //! server's 28P01 for a cached password makes the proxy fetch fresh credentials and log in
 //! once more before the client hears of it.
 
-mod support;
-
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::certs::TestPki;
+use crate::support::eventually::eventually;
+use crate::support::fake_aws::{Api, FakeAws};
+use crate::support::http_get::{get, sample};
+use crate::support::pg::{self, PgServer, current_user, db_error};
+use crate::support::proxy_process::{ProxyCommand, ProxyProcess, TEST_SECRET_ACCESS_KEY};
+use crate::support::scripted::{message, read_message};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use support::certs::TestPki;
-use support::fake_aws::{Api, FakeAws};
-use support::http_get::{get, sample};
-use support::pg::{self, PgServer, current_user};
-use support::proxy_process::{ProxyCommand, ProxyProcess, TEST_SECRET_ACCESS_KEY};
-use support::scripted::{message, read_message};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_postgres::NoTls;
@@ -129,14 +128,6 @@ impl Watched {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// The SQLSTATE and message of an ErrorResponse the client got.
-fn db_error(error: &tokio_postgres::Error) -> (String, String) {
-    let db = error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("an ErrorResponse, got {error}"));
-    (db.code().code().to_owned(), db.message().to_owned())
 }
 
 /// Connects and expects a refusal: its SQLSTATE, message and how long it took.
@@ -412,15 +403,6 @@ async fn backends(
         .get(0)
 }
 
-/// Waits until `check` holds, for at most `SETTLE`.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + SETTLE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_terminated_mid_query_reaches_the_client_as_57p01() {
     let server = PgServer::shared();
@@ -428,10 +410,11 @@ async fn a_backend_terminated_mid_query_reaches_the_client_as_57p01() {
     let observer = observer(server).await;
     let client = watched.connect("fault_terminate").await.expect("session");
     let query = tokio::spawn(async move { client.simple_query("select pg_sleep(60)").await });
-    eventually("the query to run", async || {
+    let reached = eventually(SETTLE, async || {
         backends(&observer, "fault_terminate", Some("active")).await == 1
     })
     .await;
+    assert!(reached, "timed out waiting for the query to run");
     observer
         .execute(
             "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'fault_terminate'",
@@ -471,20 +454,22 @@ async fn a_client_that_vanishes_mid_copy_in_leaves_nothing_behind() {
     for _ in 0..20 {
         sink.send(chunk.clone()).await.expect("COPY data sent");
     }
-    eventually("the COPY to run", async || {
+    let reached = eventually(SETTLE, async || {
         backends(&observer, "fault_copy_in", Some("active")).await == 1
     })
     .await;
+    assert!(reached, "timed out waiting for the COPY to run");
     // The client's process dies: its socket closes with the COPY open.
     connection.abort();
     let _ = connection.await;
     drop(sink);
     drop(client);
     watched.settled("a client gone mid COPY IN").await;
-    eventually("the server's backend to end", async || {
+    let reached = eventually(SETTLE, async || {
         backends(&observer, "fault_copy_in", None).await == 0
     })
     .await;
+    assert!(reached, "timed out waiting for the server's backend to end");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -513,10 +498,11 @@ async fn a_client_that_vanishes_mid_copy_out_leaves_nothing_behind() {
     drop(stream);
     drop(client);
     watched.settled("a client gone mid COPY OUT").await;
-    eventually("the server's backend to end", async || {
+    let reached = eventually(SETTLE, async || {
         backends(&observer, "fault_copy_out", None).await == 0
     })
     .await;
+    assert!(reached, "timed out waiting for the server's backend to end");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -651,16 +637,6 @@ async fn aws_hanging_failing_or_answering_garbage_gets_a_clear_error_in_time() {
 // ---------------------------------------------------------------------------------------
 // Credentials that expire between fetch and use.
 
-/// Creates (or updates) login role `role` with `password`.
-fn set_role_password(server: &PgServer, role: &str, password: &str, valid_until: &str) {
-    let create = format!(
-        "do $$ begin create role \"{role}\" login; exception when duplicate_object then null; end $$"
-    );
-    let alter =
-        format!("alter role \"{role}\" login password '{password}' valid until '{valid_until}'");
-    server.sql(&[&create, &alter]);
-}
-
 /// An IAM proxy (the AWS fake) in front of the shared server.
 async fn iam_proxy(server: &PgServer, fake: &FakeAws, db_user: &str) -> Watched {
     let target = format!(
@@ -691,10 +667,10 @@ async fn a_cached_password_that_expired_is_replaced_and_the_login_retried_once()
     let server = PgServer::shared();
     let fake = FakeAws::start().await;
     fake.set_password_for("expiring", "pw-expiring-A");
-    set_role_password(server, "IAM:expiring", "pw-expiring-A", "infinity");
+    server.set_login_password("IAM:expiring", "pw-expiring-A");
     // Like Redshift, each password the fake hands out works from then on.
     fake.on_issue(move |issued| {
-        set_role_password(server, &issued.db_user, &issued.password, "infinity");
+        server.set_login_password(&issued.db_user, &issued.password);
     });
     let mut watched = iam_proxy(server, &fake, "expiring").await;
     let client = watched.connect("expiring").await.expect("first login");
@@ -743,7 +719,7 @@ async fn a_second_refusal_reaches_the_client_and_a_fresh_password_is_not_retried
     let server = PgServer::shared();
     let fake = FakeAws::start().await;
     fake.set_password_for("refused_twice", "pw-twice-A");
-    set_role_password(server, "IAM:refused_twice", "pw-twice-A", "infinity");
+    server.set_login_password("IAM:refused_twice", "pw-twice-A");
     let mut watched = iam_proxy(server, &fake, "refused_twice").await;
     drop(watched.connect("twice").await.expect("first login"));
     watched.rebase("the first login").await;
@@ -752,7 +728,7 @@ async fn a_second_refusal_reaches_the_client_and_a_fresh_password_is_not_retried
 
     // The role's password changes to one AWS never hands out: the cached password and the
     // fresh one are both refused; the client gets the server's second 28P01.
-    set_role_password(server, "IAM:refused_twice", "pw-twice-C", "infinity");
+    server.set_login_password("IAM:refused_twice", "pw-twice-C");
     fake.set_password_for("refused_twice", "pw-twice-B");
     let (code, _, _) = refused(&watched, "twice").await;
     assert_eq!(code, "28P01", "the server's own refusal");
