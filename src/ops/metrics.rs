@@ -72,6 +72,17 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// `{name}`: a startup parameter the proxy did not pass on.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ParameterLabel {
+    /// The parameter's name, or `other` for a name the proxy does not know, so a client
+    /// cannot mint label values.
+    pub name: &'static str,
+}
+
+/// `_pq_.*` parameters drivers are known to send; any other is counted as `other`.
+const KNOWN_DROPPED_PARAMETERS: [&str; 1] = ["_pq_.compression"];
+
 /// `{version}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
@@ -96,6 +107,7 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     cancel_requests: Family<OutcomeLabels, Counter>,
     session_seconds: HistogramFamily<TargetLabel>,
+    parameters_dropped: Family<ParameterLabel, Counter>,
 }
 
 /// Accept to ReadyForQuery: 1 ms to 30 s.
@@ -192,6 +204,12 @@ impl Metrics {
             "Duration of relayed sessions",
             session_seconds.clone(),
         );
+        let parameters_dropped = Family::<ParameterLabel, Counter>::default();
+        registry.register(
+            "redshift_proxy_startup_parameters_dropped",
+            "Protocol-extension (_pq_.*) startup parameters not passed to the server",
+            parameters_dropped.clone(),
+        );
         registry.register(
             "redshift_proxy_build",
             "The proxy's version",
@@ -214,6 +232,7 @@ impl Metrics {
             auth_failures,
             cancel_requests,
             session_seconds,
+            parameters_dropped,
         })
     }
 
@@ -289,6 +308,18 @@ impl TargetMetrics {
     /// The target's label.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// A client's startup parameter `name` was not passed to the server.
+    pub fn startup_parameter_dropped(&self, name: &str) {
+        let name = KNOWN_DROPPED_PARAMETERS
+            .into_iter()
+            .find(|known| *known == name)
+            .unwrap_or("other");
+        self.metrics
+            .parameters_dropped
+            .get_or_create(&ParameterLabel { name })
+            .inc();
     }
 
     /// A connection ended with `outcome`.
@@ -385,5 +416,22 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn dropped_startup_parameters_are_counted_by_known_name_only() {
+        let metrics = Metrics::new();
+        let target = metrics.target("c1");
+        target.startup_parameter_dropped("_pq_.compression");
+        target.startup_parameter_dropped("_pq_.compression");
+        target.startup_parameter_dropped("_pq_.anything_a_client_makes_up");
+        let text = metrics.encode();
+        for line in [
+            "redshift_proxy_startup_parameters_dropped_total{name=\"_pq_.compression\"} 2",
+            "redshift_proxy_startup_parameters_dropped_total{name=\"other\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("made_up"), "{text}");
     }
 }

@@ -1,8 +1,11 @@
 //! Step 4: the server's greeting to the client. AuthenticationOk, ParameterStatus,
-//! BackendKeyData, NoticeResponse and ReadyForQuery go out as the server sent them, after a
-//! NegotiateProtocolVersion when the client asked for a newer protocol or for `_pq_.*`
-//! options the server was not given. The session's cancel key is registered before the
-//! client can see it, so a cancel sent at once finds it.
+//! BackendKeyData, NoticeResponse and ReadyForQuery go out as the server sent them. Only a
+//! client that asked for a newer minor protocol version (3.x, x > 0) first gets a
+//! NegotiateProtocolVersion, listing the `_pq_.*` options the server was not given. A 3.0
+//! client's `_pq_.*` options are dropped silently, as a Redshift server that does not
+//! compress ignores `_pq_.compression`: the Redshift JDBC driver's login loop reads only
+//! `'R'` and `'E'`, so a `'v'` there would fail every connection. The session's cancel key
+//! is registered before the client can see it, so a cancel sent at once finds it.
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -43,7 +46,7 @@ where
             database,
         } = logged_in;
         let mut hello = BytesMut::with_capacity(greeting.forward.len() + 64);
-        if params.minor_version > 0 || !dropped.is_empty() {
+        if params.minor_version > 0 {
             let dropped: Vec<&str> = dropped.iter().map(String::as_str).collect();
             messages::negotiate_protocol_version(startup::PROTOCOL_3_0, &dropped, &mut hello);
         }

@@ -49,6 +49,7 @@ where
             if !retried {
                 for name in &dropped {
                     tracing::debug!(parameter = name, "dropped protocol extension parameter");
+                    ctx.metrics.startup_parameter_dropped(name);
                 }
             }
             let dropped: Vec<String> = dropped.into_iter().map(str::to_owned).collect();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::support::certs::TestPki;
 use crate::support::proxy::{ProxyOptions, TestProxy};
 use crate::support::scripted::{
-    ScriptedUpstream, error_field, message, read_message, send_startup,
+    ScriptedUpstream, error_field, message, read_message, send_startup, send_startup_version,
 };
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -561,10 +561,12 @@ fn negotiate_protocol_version_3_0(options: &[&str]) -> Vec<u8> {
     message(b'v', &payload)
 }
 
-/// Logs in with `CLIENT_PARAMS` over cleartext; returns the first message the client got,
-/// the bytes after it, and what the server saw.
-async fn login_with_client_params() -> ((u8, Vec<u8>), Vec<u8>, crate::support::scripted::Observed)
-{
+/// Logs in with `CLIENT_PARAMS` over cleartext as a protocol 3.`minor` client; returns
+/// everything the client got up to the end of the greeting, the greeting the server sent, and
+/// what the server saw.
+async fn login_with_client_params(
+    minor: u16,
+) -> (Vec<u8>, Vec<u8>, crate::support::scripted::Observed) {
     let pki = Pki::new();
     let greeting = short_greeting();
     let upstream = ScriptedUpstream::start(
@@ -578,22 +580,28 @@ async fn login_with_client_params() -> ((u8, Vec<u8>), Vec<u8>, crate::support::
     let query = format!("?db_user={DB_USER}&password_env=UNUSED");
     let proxy = proxy_to(&pki, upstream.port, &query, "pw").await;
 
-    let mut client = connect_client(&proxy, CLIENT_PARAMS).await;
-    let first = tokio::time::timeout(WAIT, read_message(&mut client))
-        .await
-        .expect("answer in time")
-        .expect("a message");
-    let rest = read_exactly(&mut client, greeting.len()).await;
+    let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+    send_startup_version(&mut client, minor, CLIENT_PARAMS).await;
+    let negotiation = if minor > 0 {
+        negotiate_protocol_version_3_0(&["_pq_.compression"]).len()
+    } else {
+        0
+    };
+    let received = tokio::time::timeout(
+        WAIT,
+        read_exactly(&mut client, negotiation + greeting.len()),
+    )
+    .await
+    .expect("answer in time");
     query_then_terminate(&mut client).await;
     let observed = upstream.observed().await;
     proxy.stop().await;
-    assert_eq!(rest, greeting, "the greeting follows untouched");
-    (first, rest, observed)
+    (received, greeting, observed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_parameters_pass_through_except_user_and_protocol_extensions() {
-    let ((tag, payload), _, observed) = login_with_client_params().await;
+    let (_, _, observed) = login_with_client_params(0).await;
 
     let want: Vec<(String, String)> = [
         ("user", DB_USER),
@@ -615,28 +623,36 @@ async fn startup_parameters_pass_through_except_user_and_protocol_extensions() {
         Some((b'p', b"pw\0".to_vec())),
         "cleartext password"
     );
+}
 
-    // The client learns that its protocol option was not honoured, before the greeting.
-    assert_eq!(char::from(tag), 'v', "NegotiateProtocolVersion first");
-    assert_eq!(payload.len(), 8 + "_pq_.compression\0".len(), "{payload:?}");
+/// The Redshift JDBC driver's login loop reads only 'R' and 'E', and redshift_connector has
+/// no handler for 'v': a 3.0 client's dropped `_pq_.compression` is dropped silently, as a
+/// Redshift server that does not compress ignores it, and the greeting starts with
+/// AuthenticationOk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_3_0_client_gets_no_negotiate_protocol_version() {
+    let (received, greeting, _) = login_with_client_params(0).await;
+    assert_eq!(char::from(received[0]), 'R', "AuthenticationOk first");
     assert_eq!(
-        &payload[4..8],
-        &1u32.to_be_bytes(),
-        "one option not honoured"
+        received, greeting,
+        "the greeting untouched, nothing before it"
     );
-    assert_eq!(&payload[8..], b"_pq_.compression\0");
 }
 
 /// PostgreSQL sends the protocol version it speaks as a whole number (0x00030000 for 3.0),
-/// and libpq reads it so: 0 means "pre-3.0" and libpq 18 gives up on the connection.
+/// and libpq reads it so: 0 means "pre-3.0" and libpq 18 gives up on the connection. A client
+/// that asked for 3.2 learns, before the greeting, that the proxy speaks 3.0 and did not
+/// honour its protocol option.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn negotiate_protocol_version_names_protocol_3_0_as_postgresql_does() {
-    let ((tag, payload), _, _) = login_with_client_params().await;
+async fn a_protocol_3_2_client_gets_negotiate_protocol_version_as_postgresql_sends_it() {
+    let (received, greeting, _) = login_with_client_params(2).await;
+    let negotiation = negotiate_protocol_version_3_0(&["_pq_.compression"]);
     assert_eq!(
-        message(tag, &payload),
-        negotiate_protocol_version_3_0(&["_pq_.compression"]),
+        &received[..negotiation.len()],
+        &negotiation[..],
         "as PostgreSQL 15 answers the same StartupMessage"
     );
+    assert_eq!(&received[negotiation.len()..], &greeting[..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

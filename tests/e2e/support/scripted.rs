@@ -147,7 +147,18 @@ pub async fn read_message<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(u8, V
 
 /// Sends a StartupMessage as a client would.
 pub async fn send_startup<S: AsyncWrite + Unpin>(stream: &mut S, params: &[(&str, &str)]) {
-    let mut body = vec![0, 3, 0, 0];
+    send_startup_version(stream, 0, params).await;
+}
+
+/// A StartupMessage for protocol 3.`minor` with `params`: 3.0 as every driver but libpq 18
+/// sends, 3.2 as libpq 18 can.
+pub async fn send_startup_version<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    minor: u16,
+    params: &[(&str, &str)],
+) {
+    let mut body = vec![0, 3];
+    body.extend_from_slice(&minor.to_be_bytes());
     for (k, v) in params {
         body.extend_from_slice(k.as_bytes());
         body.push(0);
