@@ -6,7 +6,7 @@
 //! - `--client-sslmode require`: a plain-text psql refused with 08P01 and the advice
 //! - `--client-tls self-signed`: the logged fingerprint is the certificate served
 //! - replaced certificate files are served without a restart; a broken file keeps the old one
-//! - `--client-auth scram` with users made by `hash-password`: right, wrong and unknown
+//! - `--client-auth scram` and `password` with users made by `hash-password`: right, wrong and unknown
 //!   (psql with PGPASSWORD, tokio-postgres plain and over TLS), checked before the server
 //!   is contacted
 //! - `--client-auth cert`: the CN is the user; another user, no certificate refused
@@ -643,19 +643,13 @@ async fn cert_auth_takes_the_user_from_the_certificate_cn() {
     proxy.stop();
 }
 
-#[test]
-fn trust_on_a_non_loopback_address_is_refused_at_start_up() {
+/// Starts the real binary with `args` on a free port, expects it to refuse to start (exit 2)
+/// without binding the port, and returns what it printed.
+fn refused_at_start_up(args: &[&str]) -> String {
     let port = pg::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-auth-proxy"))
-        .args([
-            "localhost:5432/dev?db_user=app&password_env=PW",
-            "--address",
-            "0.0.0.0",
-            "--port",
-            &port.to_string(),
-            "--http-address",
-            "off",
-        ])
+        .args(args)
+        .args(["--port", &port.to_string(), "--http-address", "off"])
         .env_clear()
         .env("PW", "unused")
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -671,7 +665,7 @@ fn trust_on_a_non_loopback_address_is_refused_at_start_up() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the proxy kept running with trust on 0.0.0.0");
+            panic!("the proxy kept running with {args:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -679,6 +673,20 @@ fn trust_on_a_non_loopback_address_is_refused_at_start_up() {
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
         .expect("stderr read");
     assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no port may be bound"
+    );
+    stderr
+}
+
+#[test]
+fn trust_on_a_non_loopback_address_is_refused_at_start_up() {
+    let stderr = refused_at_start_up(&[
+        "localhost:5432/dev?db_user=app&password_env=PW",
+        "--address",
+        "0.0.0.0",
+    ]);
     for needle in [
         "refusing to listen on 0.0.0.0 with --client-auth trust",
         "IAM identity",
@@ -687,9 +695,98 @@ fn trust_on_a_non_loopback_address_is_refused_at_start_up() {
     ] {
         assert!(stderr.contains(needle), "{needle}: {stderr}");
     }
+}
+
+/// `--client-auth password` (cleartext, code 3), the method the Redshift JDBC and ODBC drivers
+/// can answer: checked against the same verifiers as `scram`, over plain text on loopback and
+/// over TLS; a wrong password and an unknown user get the same 28P01; and the proxy refuses to
+/// start with it on a non-loopback address unless TLS is required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleartext_password_auth_checks_the_verifiers_and_needs_tls_off_loopback() {
+    let server = PgServer::shared();
+    let files = Files::new();
+    let (ok, alice, stderr) = hash_password(Some("alice"), "alice-pw Ω");
+    assert!(ok, "{stderr}");
+    let users = files.write("users.txt", &alice);
+    let users_arg = users.display().to_string();
+    let (_pki, cert, key) = server_cert(&files);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let proxy = start(
+        server,
+        &[
+            "--client-auth",
+            "password",
+            "--client-users",
+            &users_arg,
+            "--client-tls-cert",
+            &cert,
+            "--client-tls-key",
+            &key,
+        ],
+    );
+    let port = proxy.port;
+    // What the proxy asks for: AuthenticationCleartextPassword, not SASL.
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    crate::support::scripted::send_startup(&mut raw, &[("user", "alice"), ("database", "dev")])
+        .await;
+    let mut request = [0u8; 9];
+    tokio::io::AsyncReadExt::read_exact(&mut raw, &mut request)
+        .await
+        .expect("auth request");
+    assert_eq!(
+        request,
+        [b'R', 0, 0, 0, 8, 0, 0, 0, 3],
+        "cleartext password asked"
+    );
+    drop(raw);
+    let conninfo = |user: &str, sslmode: &str| {
+        format!("host=127.0.0.1 port={port} dbname=dev user={user} sslmode={sslmode}")
+    };
+    for sslmode in ["disable", "require"] {
+        let run = psql(
+            server,
+            &conninfo("alice", sslmode),
+            "select current_user",
+            Some("alice-pw Ω"),
+        )
+        .await;
+        assert_logged_in(&run);
+    }
+    for (user, password) in [("alice", "nope"), ("mallory", "alice-pw Ω")] {
+        let (code, message) = tokio_pg(
+            &format!("{} password='{password}'", conninfo(user, "disable")),
+            NoTls,
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(code, "28P01", "{message}");
+        assert_eq!(
+            message,
+            format!("password authentication failed for user \"{user}\"")
+        );
+    }
+    let log = proxy.stop();
+    assert!(log.contains("client authentication failed"), "{log}");
+    assert!(!log.contains("alice-pw"), "no password in the log");
+
+    let stderr = refused_at_start_up(&[
+        "localhost:5432/dev?db_user=app&password_env=PW",
+        "--address",
+        "0.0.0.0",
+        "--client-auth",
+        "password",
+        "--client-users",
+        &users_arg,
+        "--client-tls",
+        "self-signed",
+    ]);
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "no port may be bound"
+        stderr.contains(
+            "refusing --client-auth password on 0.0.0.0 without --client-sslmode require"
+        ),
+        "{stderr}"
     );
 }
 
