@@ -204,15 +204,31 @@ impl Default for State {
 
 /// The fake AWS endpoint. Dropping it stops the server.
 pub struct FakeAws {
-    server: MockServer,
+    /// Always `Some` until dropped; see the `Drop` impl.
+    server: Option<MockServer>,
+    uri: String,
     state: Arc<Mutex<State>>,
 }
 
 impl fmt::Debug for FakeAws {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FakeAws")
-            .field("uri", &self.server.uri())
+            .field("uri", &self.uri)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FakeAws {
+    /// wiremock's `MockServer` checks its expectations when dropped, blocking on a tokio
+    /// `RwLock` with `futures::executor::block_on`. Inside a tokio task that has used up its
+    /// cooperative budget (a test that has just awaited 200 finished tasks) that wait never
+    /// ends: each poll of the lock is told to yield, and `block_on` polls again at once, at
+    /// 100 % CPU. A thread of its own has no tokio budget, so the server is dropped there.
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            // The fake mounts no expectations, so the check cannot fail.
+            let _ = std::thread::spawn(move || drop(server)).join();
+        }
     }
 }
 
@@ -231,12 +247,16 @@ impl FakeAws {
             })
             .mount(&server)
             .await;
-        FakeAws { server, state }
+        FakeAws {
+            uri: server.uri(),
+            server: Some(server),
+            state,
+        }
     }
 
     /// The base URL (`http://127.0.0.1:PORT`), for `endpoint_url` / `--aws-endpoint-url`.
     pub fn uri(&self) -> String {
-        self.server.uri()
+        self.uri.clone()
     }
 
     /// Every API returns this password (unless a per-user password matches).
