@@ -21,7 +21,7 @@
 //! current password) can finish. Sessions already logged in are not affected (as with
 //! Redshift). Calls are serialized so the role's password always matches the last answer.
 //!
-//! This is a demo tool, not a fake for tests (see `tests/support/fake_aws.rs`): it does NOT
+//! This is a demo tool, not a fake for tests (see `tests/e2e/support/fake_aws.rs`): it does NOT
 //! check SigV4 signatures or credentials, so anyone who can reach its port gets a database
 //! password. It listens on loopback by default. Unknown actions get the protocol's real
 //! error (`InvalidAction` in XML, `UnknownOperationException` in JSON); malformed input gets

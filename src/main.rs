@@ -11,6 +11,7 @@ use redshift_auth_proxy::config::{Cli, Command, LogFormat, ProxyConfig};
 use redshift_auth_proxy::hash_password;
 use redshift_auth_proxy::ops::health::Health;
 use redshift_auth_proxy::ops::http::{self, HttpState};
+use redshift_auth_proxy::ops::log_format::SafeFields;
 use redshift_auth_proxy::ops::metrics::Metrics;
 use redshift_auth_proxy::ops::shutdown;
 use redshift_auth_proxy::server::{Server, StopTokens};
@@ -78,8 +79,12 @@ fn init_logging(config: &ProxyConfig) {
         // Colour codes only for a terminal: collectors and files get plain key=value text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.fmt_fields(SafeFields).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .init(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod http;
+pub mod log_format;
 pub mod metrics;
 pub(crate) mod process_metrics;
 pub mod shutdown;

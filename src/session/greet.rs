@@ -23,8 +23,6 @@ pub(super) struct Greeted {
     pub server: PgStream<UpstreamStream>,
     /// Keeps the cancel key registered while the session lives.
     pub _registration: Option<Registration>,
-    /// The user the server saw.
-    pub db_user: String,
 }
 
 impl<C> Session<'_, C>
@@ -42,7 +40,6 @@ where
             server,
             greeting,
             dropped,
-            db_user,
             database,
         } = logged_in;
         let mut hello = BytesMut::with_capacity(greeting.forward.len() + 64);
@@ -60,10 +57,7 @@ where
         };
         if let Err(e) = sent.await {
             tracing::debug!(error = %e, "client left before the greeting");
-            return Err(Summary {
-                db_user: Some(db_user),
-                ..Summary::new(Outcome::RelayError)
-            });
+            return Err(Summary::new(Outcome::RelayError));
         }
         let setup = self.started.elapsed();
         ctx.metrics.setup_seconds.observe(setup.as_secs_f64());
@@ -76,7 +70,6 @@ where
         Ok(Greeted {
             server,
             _registration: registration,
-            db_user,
         })
     }
 }

@@ -21,8 +21,6 @@ pub(super) struct LoggedIn {
     pub greeting: Greeting,
     /// `_pq_.*` parameters the client sent and the server was not given.
     pub dropped: Vec<String>,
-    /// The user the server saw.
-    pub db_user: String,
     /// The database logged in to.
     pub database: String,
 }
@@ -62,13 +60,11 @@ where
                         server,
                         greeting,
                         dropped,
-                        db_user: credentials.user.clone(),
                         database: request.database.clone(),
                     });
                 }
                 Err(error) => error,
             };
-            let db_user = Some(credentials.user.clone());
             let UpstreamError::Server {
                 forward,
                 sqlstate: code,
@@ -82,7 +78,7 @@ where
                 if let Some(response) = error.client_error() {
                     summary = self.refuse(Outcome::UpstreamError, response).await;
                 }
-                return Err(Summary { db_user, ..summary });
+                return Err(summary);
             };
             tracing::info!(sqlstate = %code, message = %message, retried, "server refused the login");
             if sqlstate::is_auth_failure(&code) {
@@ -103,10 +99,7 @@ where
             }
             // The server's own ErrorResponse goes to the client as the server sent it.
             self.client.send_and_close(&forward).await;
-            return Err(Summary {
-                db_user,
-                ..Summary::refused(Outcome::LoginRefused, &code)
-            });
+            return Err(Summary::refused(Outcome::LoginRefused, &code));
         }
     }
 

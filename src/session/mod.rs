@@ -136,8 +136,6 @@ struct Summary {
     outcome: Outcome,
     /// The SQLSTATE the client was sent, if the proxy or the server refused it.
     sqlstate: Option<String>,
-    /// The user name the server saw.
-    db_user: Option<String>,
     stats: RelayStats,
 }
 
@@ -146,7 +144,6 @@ impl Summary {
         Summary {
             outcome,
             sqlstate: None,
-            db_user: None,
             stats: RelayStats::default(),
         }
     }
@@ -251,7 +248,6 @@ where
         let stats = &summary.stats;
         span.in_scope(|| {
             tracing::info!(
-                db_user = summary.db_user.as_deref().unwrap_or(""),
                 duration_ms = duration.as_millis() as u64,
                 bytes_client_to_server = stats.client_to_server.bytes,
                 bytes_server_to_client = stats.server_to_client.bytes,

@@ -31,7 +31,6 @@ where
         let Greeted {
             server,
             _registration,
-            db_user,
         } = greeted;
         let control = RelayControl {
             up: LiveCounters {
@@ -54,15 +53,11 @@ where
         ctx.metrics
             .session_seconds
             .observe(relay_started.elapsed().as_secs_f64());
-        let db_user = Some(db_user);
         let stats = match result {
             Ok(stats) => stats,
             Err(e) => {
                 span.in_scope(|| tracing::info!(error = %e, "relay ended with an error"));
-                return Summary {
-                    db_user,
-                    ..Summary::new(Outcome::RelayError)
-                };
+                return Summary::new(Outcome::RelayError);
             }
         };
         let (outcome, farewell) = match stats.end {
@@ -88,7 +83,6 @@ where
         let mut summary = Summary {
             outcome,
             sqlstate: None,
-            db_user,
             stats,
         };
         if let Some(error) = farewell {
