@@ -12,6 +12,7 @@ mod client_security;
 mod fake_aws_wire;
 mod faults;
 mod iam_credentials;
+mod log_safety;
 mod negotiation;
 mod operations;
 mod protocol_properties;
