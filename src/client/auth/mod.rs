@@ -99,16 +99,18 @@ pub enum ClientAuth {
 impl ClientAuth {
     /// `scram` with `users`; the mock secret comes from the TLS provider's random source.
     pub fn scram(users: ScramUsers) -> Result<ClientAuth, ClientAuthError> {
-        let mut mock_secret = [0u8; 32];
-        random(&mut mock_secret)?;
-        Ok(ClientAuth::Scram { users, mock_secret })
+        Ok(ClientAuth::Scram {
+            users,
+            mock_secret: mock_secret()?,
+        })
     }
 
     /// `password` with `users`; the mock secret as for `scram`.
     pub fn password(users: ScramUsers) -> Result<ClientAuth, ClientAuthError> {
-        let mut mock_secret = [0u8; 32];
-        random(&mut mock_secret)?;
-        Ok(ClientAuth::Password { users, mock_secret })
+        Ok(ClientAuth::Password {
+            users,
+            mock_secret: mock_secret()?,
+        })
     }
 }
 
@@ -351,6 +353,14 @@ where
     out.clear();
     sasl::authentication_sasl_final(server_final.as_bytes(), &mut out);
     send(client, &out).await
+}
+
+/// A per-process secret for unknown users' made-up salts, from the TLS provider's random
+/// source.
+fn mock_secret() -> Result<[u8; 32], ClientAuthError> {
+    let mut secret = [0u8; 32];
+    random(&mut secret)?;
+    Ok(secret)
 }
 
 /// A verifier for a user the file does not list: a salt derived from the name, so asking
