@@ -11,7 +11,7 @@ use redshift_auth_proxy::config::{Cli, Command, LogFormat, ProxyConfig};
 use redshift_auth_proxy::hash_password;
 use redshift_auth_proxy::ops::health::Health;
 use redshift_auth_proxy::ops::http::{self, HttpState};
-use redshift_auth_proxy::ops::log_format::SafeFields;
+use redshift_auth_proxy::ops::log_format::{SafeFields, filter_directives};
 use redshift_auth_proxy::ops::metrics::Metrics;
 use redshift_auth_proxy::ops::shutdown;
 use redshift_auth_proxy::server::{Server, StopTokens};
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
 
 fn init_logging(config: &ProxyConfig) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .or_else(|_| EnvFilter::try_new(filter_directives(&config.log_level)))
         .unwrap_or_else(|e| {
             eprintln!(
                 "redshift-auth-proxy: --log-level {:?} is not a log filter ({e}); logging at info",

@@ -113,6 +113,19 @@ fn write_escaped(out: &mut impl Write, text: &str, quoted: bool) -> fmt::Result 
     Ok(())
 }
 
+/// The log filter for `--log-level`: a plain level quiets the AWS SDK's own crates to errors
+/// unless it asks for `debug` or `trace`. Their warnings about a failed credential chain run to
+/// kilobytes of raw HTTP responses, printed before the proxy's own one-line explanation of
+/// the same failure; an operator who wants them asks for `debug`. A full directive (anything
+/// but a bare level) is used as written.
+pub fn filter_directives(log_level: &str) -> String {
+    let level = log_level.trim().to_ascii_lowercase();
+    match level.as_str() {
+        "error" | "warn" | "info" => format!("{level},aws=error"),
+        _ => log_level.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +199,19 @@ mod tests {
             ),
             "{log}"
         );
+    }
+
+    #[test]
+    fn plain_levels_quiet_the_aws_sdk_and_directives_are_kept() {
+        assert_eq!(filter_directives("info"), "info,aws=error");
+        assert_eq!(filter_directives("WARN"), "warn,aws=error");
+        assert_eq!(filter_directives("debug"), "debug");
+        assert_eq!(
+            filter_directives("redshift_auth_proxy=debug,aws_config=warn"),
+            "redshift_auth_proxy=debug,aws_config=warn"
+        );
+        let filter = tracing_subscriber::EnvFilter::try_new(filter_directives("info"))
+            .expect("a valid filter");
+        assert_eq!(filter.to_string(), "aws=error,info");
     }
 }
