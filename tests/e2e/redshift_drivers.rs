@@ -10,13 +10,19 @@
 //!   SSLRequest, as the JDBC driver sends it) cancels a running `pg_sleep` with 57014.
 //! - A 3.2 StartupMessage still gets NegotiateProtocolVersion (`'v'`) first.
 //! - The upstream's own refusals (wrong, expired, unknown password) reach the client as 28P01.
+//! - redshift_connector, AWS's Python driver (`support::redshift_connector`), through a
+//!   static and an IAM target, with `ssl=False` and with client TLS (`sslmode=verify-ca`, the
+//!   proxy's certificate signed by the tests' CA in `SSL_CERT_FILE`), once with
+//!   `--client-auth password`: parameters, `executemany`, a 100 000-row result, an error
+//!   then rollback, autocommit.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::fake_aws::FakeAws;
 use crate::support::pg::{self, PgServer};
-use crate::support::proxy_process::{ProxyCommand, ProxyProcess};
+use crate::support::proxy_process::{ProxyCommand, ProxyProcess, hash_password};
+use crate::support::redshift_connector;
 use crate::support::redshift_upstream::{
     BACKEND_ROLE, Method, REDSHIFT_ONLY_STARTUP_PARAMETERS, REDSHIFT_PARAMETERS, RedshiftUpstream,
     Transport,
@@ -533,4 +539,172 @@ async fn an_unknown_user_is_asked_and_refused_like_a_wrong_password() {
         assert_eq!(startups.len(), 1);
         assert_eq!(startups[0].param("user"), Some("nobody"));
     }
+}
+
+/// How redshift_connector connects to the proxy.
+struct ConnectorRun<'a> {
+    /// `off`, or `verify-ca` with the tests' CA as `SSL_CERT_FILE`.
+    ssl: &'a str,
+    /// The client's user name and password (the proxy ignores both under `trust`).
+    user: &'a str,
+    password: &'a str,
+    /// A password to try first, which the proxy must refuse with 28P01.
+    wrong_password: Option<&'a str>,
+}
+
+/// Runs redshift_connector's checks through `setup`'s proxy and checks what it printed and
+/// what reached the upstream. Skips (returns) only when scripts/test found PyPI unreachable.
+async fn check_redshift_connector(setup: &Setup, run: ConnectorRun<'_>) {
+    let Some(python) = redshift_connector::python() else {
+        return;
+    };
+    let mut args: Vec<String> = [
+        "--host",
+        "127.0.0.1",
+        "--database",
+        "dev",
+        "--user",
+        run.user,
+        "--password",
+        run.password,
+        "--ssl",
+        run.ssl,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(["--port".to_owned(), setup.proxy.port.to_string()]);
+    if let Some(wrong) = run.wrong_password {
+        args.extend(["--wrong-password".to_owned(), wrong.to_owned()]);
+    }
+    let ca = PgServer::shared().ca_pem_path();
+    let ca = (run.ssl != "off").then_some(ca.as_path());
+    let (ok, out) = redshift_connector::run(&python, &args, ca).await;
+    assert!(ok, "redshift_connector_check.py failed: {out}");
+
+    let reported = &out["parameters"];
+    for (name, value) in REDSHIFT_PARAMETERS {
+        assert_eq!(reported[name], value, "{name} in {reported}");
+    }
+    assert_eq!(reported["session_authorization"], setup.redshift_user);
+    assert!(
+        reported.get("server_protocol_version").is_none(),
+        "{reported}"
+    );
+    assert_eq!(out["current_user"], BACKEND_ROLE, "{out}");
+    assert_eq!(out["parameters_ok"], true, "{out}");
+    assert_eq!(out["executemany_rows"], 3, "{out}");
+    assert_eq!(out["large_result_rows"], 100_000, "{out}");
+    assert_eq!(out["error"]["code"], "22012", "division by zero: {out}");
+    assert_eq!(out["rollback_ok"], true, "{out}");
+    assert_eq!(out["autocommit_ok"], true, "{out}");
+    if run.wrong_password.is_some() {
+        assert_eq!(out["wrong_password"]["code"], "28P01", "{out}");
+        assert_eq!(
+            out["wrong_password"]["message"],
+            format!("password authentication failed for user \"{}\"", run.user),
+            "{out}"
+        );
+    }
+
+    // What the driver sent, as the upstream received it from the proxy.
+    let version = format!(
+        "Redshift Python Driver {}",
+        out["driver_version"].as_str().unwrap_or("?")
+    );
+    let startups = setup.upstream.startups();
+    let startup = startups
+        .iter()
+        .find(|s| s.param("driver_version") == Some(version.as_str()))
+        .unwrap_or_else(|| panic!("no StartupMessage from {version}: {startups:?}"));
+    assert_eq!(startup.param("user"), Some(setup.redshift_user));
+    assert_eq!(startup.param("database"), Some("dev"));
+    assert_eq!(startup.param("client_protocol_version"), Some("2"));
+    assert_eq!(startup.param("driver_discovery_version"), Some("1"));
+    assert!(startup.param("os_version").is_some_and(|v| !v.is_empty()));
+}
+
+/// The flags for client TLS with the tests' `localhost` certificate (signed by the CA the
+/// driver is given), required of every client; the files live as long as `dir`.
+fn client_tls_flags(dir: &tempfile::TempDir) -> Vec<String> {
+    let pki = PgServer::shared().pki();
+    let cert = dir.path().join("proxy.pem");
+    let key = dir.path().join("proxy.key");
+    std::fs::write(&cert, &pki.server_cert_pem).expect("write the certificate");
+    std::fs::write(&key, &pki.server_key_pem).expect("write the key");
+    vec![
+        "--client-tls-cert".to_owned(),
+        cert.display().to_string(),
+        "--client-tls-key".to_owned(),
+        key.display().to_string(),
+        "--client-sslmode".to_owned(),
+        "require".to_owned(),
+    ]
+}
+
+fn strs(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redshift_connector_without_tls_through_a_static_target() {
+    let setup = setup(Via::Static, Transport::Tls, Method::Md5, &[]).await;
+    let run = ConnectorRun {
+        ssl: "off",
+        user: "anything",
+        password: "unused",
+        wrong_password: None,
+    };
+    check_redshift_connector(&setup, run).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redshift_connector_without_tls_through_an_iam_target() {
+    let setup = setup(Via::Iam, Transport::Tls, Method::Digest, &[]).await;
+    let run = ConnectorRun {
+        ssl: "off",
+        user: "anything",
+        password: "unused",
+        wrong_password: None,
+    };
+    check_redshift_connector(&setup, run).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redshift_connector_verify_ca_through_a_static_target() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let flags = client_tls_flags(&files);
+    let setup = setup(Via::Static, Transport::Tls, Method::Digest, &strs(&flags)).await;
+    let run = ConnectorRun {
+        ssl: "verify-ca",
+        user: "anything",
+        password: "unused",
+        wrong_password: None,
+    };
+    check_redshift_connector(&setup, run).await;
+}
+
+/// The Redshift JDBC driver's only client authentication besides trust, which
+/// redshift_connector answers too: the password in cleartext, inside TLS here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redshift_connector_verify_ca_with_client_auth_password_through_an_iam_target() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let (ok, line, stderr) = hash_password(Some("analyst"), "analyst-pw ✓");
+    assert!(ok, "{stderr}");
+    let users = files.path().join("users.txt");
+    std::fs::write(&users, line).expect("write the users file");
+    let mut flags = client_tls_flags(&files);
+    flags.extend([
+        "--client-auth".to_owned(),
+        "password".to_owned(),
+        "--client-users".to_owned(),
+        users.display().to_string(),
+    ]);
+    let setup = setup(Via::Iam, Transport::Tls, Method::Digest, &strs(&flags)).await;
+    let run = ConnectorRun {
+        ssl: "verify-ca",
+        user: "analyst",
+        password: "analyst-pw ✓",
+        wrong_password: Some("analyst-pw ✗"),
+    };
+    check_redshift_connector(&setup, run).await;
 }

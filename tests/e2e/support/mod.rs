@@ -11,5 +11,6 @@ pub mod pg;
 pub mod protocol_checks;
 pub mod proxy;
 pub mod proxy_process;
+pub mod redshift_connector;
 pub mod redshift_upstream;
 pub mod scripted;
