@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::support::certs::{ClientCa, TestPki, unrelated_ca_pem};
 use crate::support::eventually::eventually;
 use crate::support::pg::{self, PgServer, current_user};
-use crate::support::proxy_process::{ProxyCommand, ProxyProcess};
+use crate::support::proxy_process::{ProxyCommand, ProxyProcess, hash_password};
 use redshift_auth_proxy::upstream::tls::{SslMode, UpstreamTrust, upstream_client_config};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -369,33 +369,6 @@ async fn replaced_certificate_files_are_served_without_a_restart() {
     assert!(hup, "no SIGHUP reload logged: {}", proxy.log());
     assert_eq!(served_certificate(port).await, new_der);
     proxy.stop();
-}
-
-/// Runs `redshift-auth-proxy hash-password [user]` with `password` on stdin.
-fn hash_password(user: Option<&str>, password: &str) -> (bool, String, String) {
-    use std::io::Write;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-auth-proxy"));
-    command.arg("hash-password");
-    command.args(user);
-    let mut child = command
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hash-password runs");
-    // A refused user name ends the command before it reads: the pipe may be closed.
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes());
-    let output = child.wait_with_output().expect("hash-password ends");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,4 +17,5 @@ mod negotiation;
 mod operations;
 mod protocol_properties;
 mod proxy_postgres;
+mod redshift_drivers;
 mod redshift_scripted;

@@ -1,7 +1,7 @@
 //! What the suites share: certificates made at test time, a real PostgreSQL server with TLS
 //! and password roles, the proxy started in-process or as the real binary, a scripted
-//! Redshift-like upstream, a fake of the AWS credential APIs, and the protocol properties the
-//! fuzz targets check too.
+//! Redshift-like upstream, a Redshift-flavoured upstream in front of PostgreSQL, a fake of the
+//! AWS credential APIs, and the protocol properties the fuzz targets check too.
 
 pub mod certs;
 pub mod eventually;
@@ -11,4 +11,6 @@ pub mod pg;
 pub mod protocol_checks;
 pub mod proxy;
 pub mod proxy_process;
+pub mod redshift_connector;
+pub mod redshift_upstream;
 pub mod scripted;

@@ -273,6 +273,13 @@ impl PgServer {
         );
     }
 
+    /// The test PKI whose CA signed the server's `localhost` certificate: other servers of
+    /// the tests present that certificate too (the Redshift-flavoured upstream), and their
+    /// clients trust the same CA file ([`PgServer::ca_pem_path`]).
+    pub fn pki(&self) -> &TestPki {
+        &self.pki
+    }
+
     /// The TCP port (TLS required).
     pub fn port(&self) -> u16 {
         self.port

@@ -198,3 +198,31 @@ impl Drop for ProxyProcess {
         }
     }
 }
+
+/// Runs `redshift-auth-proxy hash-password [user]` with `password` on stdin: (success,
+/// stdout, stderr). Its stdout is a `--client-users` line.
+pub fn hash_password(user: Option<&str>, password: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-auth-proxy"));
+    command.arg("hash-password");
+    command.args(user);
+    let mut child = command
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hash-password runs");
+    // A refused user name ends the command before it reads: the pipe may be closed.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes());
+    let output = child.wait_with_output().expect("hash-password ends");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
