@@ -309,11 +309,28 @@ mod tests {
         let first = tls.fingerprint();
         assert_eq!(first.len(), 32 * 3 - 1);
         assert_eq!(tls.watched_files(), vec![cert.clone(), key.clone()]);
+        let first_handshake = tls.handshake();
+        let first_der = std::fs::read(&cert).unwrap();
+        let first_der = CertificateDer::from_pem_slice(&first_der).unwrap();
+        assert_eq!(
+            first_handshake.end_point().as_deref(),
+            tls_server_end_point(&first_der).as_deref()
+        );
+        assert_eq!(
+            first_handshake.config().alpn_protocols,
+            vec![b"postgresql".to_vec()]
+        );
 
         write_pair(dir.path(), "two.example");
         let second = tls.reload().unwrap();
         assert_ne!(first, second);
         assert_eq!(tls.fingerprint(), second);
+        // A session whose handshake used the first certificate keeps binding to it.
+        assert_ne!(tls.handshake().end_point(), first_handshake.end_point());
+        assert_eq!(
+            first_handshake.end_point().as_deref(),
+            tls_server_end_point(&first_der).as_deref()
+        );
 
         // A key from another pair: refused, the second certificate stays.
         let other = tempfile::tempdir().unwrap();
