@@ -2,6 +2,7 @@
 //! proves who it is to the proxy.
 
 pub mod auth;
+mod der;
 pub(crate) mod stream;
 pub mod tls;
 pub(crate) mod unix_socket;

@@ -1,15 +1,18 @@
 //! The client's side of a session: a TCP or Unix-socket stream that may turn into TLS after
-//! SSLRequest, and the peer address the logs name. The session reads and writes it the same
-//! way before and after the switch.
+//! SSLRequest or at once (direct TLS), and the peer address the logs name. The session
+//! reads and writes it the same way before and after the switch.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use rustls::ServerConfig;
 use rustls::pki_types::CertificateDer;
+use rustls::server::Acceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
 use crate::net::either::MaybeTls;
 
@@ -58,6 +61,11 @@ where
         self.tls()?.get_ref().1.peer_certificates()?.first()
     }
 
+    /// The ALPN protocol the handshake agreed on, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.tls()?.get_ref().1.alpn_protocol()
+    }
+
     /// Runs the server side of a TLS handshake over the plain stream. On failure the
     /// stream is gone (`Closed`): nothing more can be said to the client in plain text.
     pub async fn start_tls(&mut self, acceptor: TlsAcceptor) -> io::Result<()> {
@@ -65,6 +73,30 @@ where
             return Err(io::Error::other("TLS is already on"));
         };
         let tls = acceptor.accept(plain).await?;
+        *self = MaybeTls::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// The same handshake for a client that opened with it (direct TLS): `read_ahead`, the
+    /// bytes already read to tell it from a startup packet, is fed to rustls first. On
+    /// failure the stream is gone, as for `start_tls`.
+    pub async fn start_direct_tls(
+        &mut self,
+        config: Arc<ServerConfig>,
+        read_ahead: &[u8],
+    ) -> io::Result<()> {
+        let Some(plain) = self.take_plain() else {
+            return Err(io::Error::other("TLS is already on"));
+        };
+        let mut acceptor = Acceptor::default();
+        let mut rest = read_ahead;
+        while !rest.is_empty() {
+            if acceptor.read_tls(&mut rest)? == 0 {
+                return Err(io::Error::other("the TLS record could not be buffered"));
+            }
+        }
+        let start = LazyConfigAcceptor::new(acceptor, plain).await?;
+        let tls = start.into_stream(config).await?;
         *self = MaybeTls::Tls(Box::new(tls));
         Ok(())
     }

@@ -114,6 +114,14 @@ impl<S> PgStream<S> {
         self.buf.len() - self.consumed
     }
 
+    /// Takes the bytes read but not yet returned as a message: the first byte of a direct
+    /// TLS handshake, which belongs to the TLS session and not to the framing.
+    pub fn take_read_ahead(&mut self) -> BytesMut {
+        self.buf.advance(self.consumed);
+        self.consumed = 0;
+        self.buf.split()
+    }
+
     /// The stream and the bytes read past the last message, for the relay to send on first.
     pub fn into_parts(mut self) -> (S, BytesMut) {
         self.buf.advance(self.consumed);
@@ -129,10 +137,15 @@ where
     /// CancelRequest) with the server's size limits. `None` when the peer closed before
     /// sending a byte (health checks, port scans). Reads exactly the packet and nothing past
     /// it, so a TLS handshake that follows an SSLRequest finds its first bytes on the socket.
+    /// A byte left by `peek_first_byte` is the packet's first.
     pub async fn read_startup(&mut self) -> Result<Option<Vec<u8>>, StartupReadError> {
-        debug_assert_eq!(self.buffered(), 0, "startup packets come first");
+        debug_assert!(self.buffered() <= 1, "startup packets come first");
         let mut length = [0u8; 4];
-        if self.io.read(&mut length[..1]).await? == 0 {
+        if self.buffered() == 1 {
+            length[0] = self.buf[self.consumed];
+            self.buf.clear();
+            self.consumed = 0;
+        } else if self.io.read(&mut length[..1]).await? == 0 {
             return Ok(None);
         }
         self.fill_exact(&mut length, 1, startup::MIN_STARTUP_PACKET_LEN)
@@ -142,6 +155,22 @@ where
         packet[..4].copy_from_slice(&length);
         self.fill_exact(&mut packet, 4, len).await?;
         Ok(Some(packet))
+    }
+
+    /// The connection's first byte, read but left in the buffer for `read_startup` (or for
+    /// `take_read_ahead` when it opens a direct TLS handshake); `None` when the peer closed
+    /// without sending one. Reads one byte only, so nothing else needs handing over.
+    pub async fn peek_first_byte(&mut self) -> io::Result<Option<u8>> {
+        debug_assert_eq!(self.consumed, 0, "only before the first packet");
+        if let Some(&first) = self.buf.first() {
+            return Ok(Some(first));
+        }
+        let mut first = [0u8; 1];
+        if self.io.read(&mut first).await? == 0 {
+            return Ok(None);
+        }
+        self.buf.extend_from_slice(&first);
+        Ok(Some(first[0]))
     }
 
     /// Reads into `buf` after its first `filled` bytes until it is full. An end of stream
@@ -354,6 +383,35 @@ mod tests {
         let mut next = [0u8; 2];
         stream.get_mut().read_exact(&mut next).await.expect("rest");
         assert_eq!(&next, b"\x16\x03");
+    }
+
+    #[tokio::test]
+    async fn a_peeked_first_byte_stays_for_the_startup_packet_or_is_handed_out() {
+        let (mut far, near) = tokio::io::duplex(1024);
+        let ssl_request = [0, 0, 0, 8, 4, 210, 22, 47];
+        far.write_all(&ssl_request).await.expect("write");
+        let mut stream = PgStream::new(near);
+        assert_eq!(stream.peek_first_byte().await.expect("peek"), Some(0));
+        assert_eq!(stream.peek_first_byte().await.expect("again"), Some(0));
+        assert_eq!(stream.buffered(), 1);
+        let packet = stream.read_startup().await.expect("read").expect("packet");
+        assert_eq!(packet, ssl_request);
+        assert_eq!(stream.buffered(), 0);
+
+        let (mut far, near) = tokio::io::duplex(1024);
+        far.write_all(b"\x16\x03\x01").await.expect("write");
+        let mut stream = PgStream::new(near);
+        assert_eq!(stream.peek_first_byte().await.expect("peek"), Some(0x16));
+        assert_eq!(&stream.take_read_ahead()[..], b"\x16");
+        assert_eq!(stream.buffered(), 0);
+        let mut next = [0u8; 2];
+        stream.get_mut().read_exact(&mut next).await.expect("rest");
+        assert_eq!(&next, b"\x03\x01", "only one byte was read");
+
+        let (far, near) = tokio::io::duplex(1024);
+        drop(far);
+        let mut stream = PgStream::new(near);
+        assert_eq!(stream.peek_first_byte().await.expect("peek"), None);
     }
 
     #[tokio::test]

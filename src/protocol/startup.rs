@@ -20,6 +20,14 @@ pub const GSSENC_REQUEST_CODE: u32 = 80_877_104;
 /// The request code of a CancelRequest.
 pub const CANCEL_REQUEST_CODE: u32 = 80_877_102;
 
+/// The first byte of a TLS handshake record (content type 22): a client that opens with it
+/// wants direct TLS (libpq 17's `sslnegotiation=direct`). No startup packet can begin with
+/// it: its length would be over 369 MB, far above `MAX_STARTUP_PACKET_LEN`.
+pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// The ALPN protocol name PostgreSQL 17 and libpq 17 negotiate, required for direct TLS so
+/// a TLS connection meant for another protocol is not taken for a PostgreSQL one.
+pub const ALPN_PROTOCOL: &[u8] = b"postgresql";
+
 /// The identity of a backend as BackendKeyData gives it, which a CancelRequest must name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CancelKey {

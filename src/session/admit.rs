@@ -40,9 +40,14 @@ where
         let user = params.get("user");
         let deadline = tokio::time::Instant::from_std(self.started + ctx.startup_timeout);
         let client = &mut self.client;
+        let end_point = self.end_point.as_deref();
         let authenticated = tokio::time::timeout_at(deadline, async {
             let certificate = client.get_ref().peer_certificate().cloned();
-            auth::authenticate(&ctx.client.auth, client, user, certificate.as_ref()).await
+            let channel = auth::Channel {
+                certificate: certificate.as_ref(),
+                end_point,
+            };
+            auth::authenticate(&ctx.client.auth, client, user, channel).await
         })
         .await;
         let error = match authenticated {

@@ -1,7 +1,7 @@
 //! One client connection from its first byte to its close, in steps, one file each:
 //!
-//! 1. [`negotiate`]: SSLRequest (and the client TLS handshake), GSSENCRequest, CancelRequest,
-//!    up to the StartupMessage;
+//! 1. [`negotiate`]: SSLRequest (and the client TLS handshake) or direct TLS, GSSENCRequest,
+//!    CancelRequest, up to the StartupMessage;
 //! 2. [`admit`]: `--max-connections`, `--client-sslmode require` and client authentication;
 //! 3. [`login`]: credentials, then the server's connection and login, with one retry when
 //!    the server refuses a cached password;
@@ -178,6 +178,9 @@ impl Drop for ActiveConnection {
 /// connection was accepted (`--startup-timeout` counts from then).
 struct Session<'a, C> {
     client: PgStream<ClientStream<C>>,
+    /// The `tls-server-end-point` data of the certificate this connection's handshake
+    /// served, for SCRAM-SHA-256-PLUS; `None` on plain text.
+    end_point: Option<Arc<[u8]>>,
     peer: ClientAddr,
     ctx: &'a TargetContext,
     started: Instant,
@@ -231,6 +234,7 @@ where
     let active = ActiveConnection::open(&ctx.metrics.active);
     let mut session = Session {
         client: PgStream::new(MaybeTls::Plain(client)),
+        end_point: None,
         peer,
         ctx: &ctx,
         started,

@@ -1,14 +1,16 @@
 //! Step 1: the client's first packets, up to its StartupMessage. SSLRequest gets `S` and a
-//! TLS handshake when client TLS is configured, else `N`; GSSENCRequest always gets `N`; a
-//! CancelRequest is forwarded to the server that owns the key and the connection closed.
-//! All of it within `--startup-timeout` of the accept.
+//! TLS handshake when client TLS is configured, else `N`; a client that opens with a TLS
+//! handshake instead (direct TLS, libpq 17's `sslnegotiation=direct`) is served TLS at once
+//! when client TLS is configured, and must negotiate ALPN `postgresql`; GSSENCRequest always
+//! gets `N`; a CancelRequest is forwarded to the server that owns the key and the connection
+//! closed. All of it within `--startup-timeout` of the accept.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Outcome, Session, Summary};
 use crate::client::tls::ClientTls;
 use crate::net::pg_stream::StartupReadError;
-use crate::protocol::startup::{self, StartupError};
+use crate::protocol::startup::{self, ALPN_PROTOCOL, StartupError, TLS_HANDSHAKE_RECORD};
 use crate::protocol::{CancelKey, ErrorResponse, FirstPacket, StartupParams, messages, sqlstate};
 
 /// What the negotiation produced.
@@ -29,6 +31,12 @@ enum NegotiationError {
     Io(#[from] std::io::Error),
     #[error("client TLS handshake failed: {0}")]
     Handshake(std::io::Error),
+    /// PostgreSQL 17's rule: a direct handshake must agree on ALPN `postgresql`, so a TLS
+    /// client of another protocol is not taken for a PostgreSQL one. Sent inside TLS.
+    #[error(
+        "received direct SSL connection request without ALPN protocol negotiation extension: a direct TLS client must offer ALPN \"postgresql\" (libpq 17 does with sslnegotiation=direct)"
+    )]
+    NoAlpn,
 }
 
 impl From<StartupReadError> for NegotiationError {
@@ -100,6 +108,18 @@ where
     ) -> Result<Negotiated, NegotiationError> {
         let mut ssl_seen = false;
         let mut gss_seen = false;
+        if let Some(tls) = tls {
+            match self.client.peek_first_byte().await? {
+                None => return Ok(Negotiated::Gone),
+                Some(TLS_HANDSHAKE_RECORD) => {
+                    self.direct_tls(tls).await?;
+                    // A later SSLRequest inside this TLS session is a repeat.
+                    ssl_seen = true;
+                }
+                // A startup packet: its first byte stays buffered for `read_startup`.
+                Some(_) => {}
+            }
+        }
         loop {
             let Some(packet) = self.client.read_startup().await? else {
                 return Ok(Negotiated::Gone);
@@ -121,11 +141,13 @@ where
                                 .write_message(&[messages::ACCEPT_ENCRYPTION])
                                 .await?;
                             self.client.flush().await?;
+                            let handshake = tls.handshake();
                             self.client
                                 .get_mut()
-                                .start_tls(tls.acceptor())
+                                .start_tls(handshake.acceptor())
                                 .await
                                 .map_err(NegotiationError::Handshake)?;
+                            self.end_point = handshake.end_point();
                         }
                         _ => self.refuse_encryption().await?,
                     }
@@ -138,6 +160,24 @@ where
                 FirstPacket::Startup(params) => return Ok(Negotiated::Startup(params)),
             }
         }
+    }
+
+    /// Serves TLS to a client whose first byte opened a handshake. The byte already read is
+    /// handed to rustls; then the handshake must have agreed on ALPN `postgresql`.
+    async fn direct_tls(&mut self, tls: &ClientTls) -> Result<(), NegotiationError> {
+        let handshake = tls.handshake();
+        let read_ahead = self.client.take_read_ahead();
+        self.client
+            .get_mut()
+            .start_direct_tls(handshake.config(), &read_ahead)
+            .await
+            .map_err(NegotiationError::Handshake)?;
+        if self.client.get_ref().alpn_protocol() != Some(ALPN_PROTOCOL) {
+            return Err(NegotiationError::NoAlpn);
+        }
+        self.end_point = handshake.end_point();
+        tracing::debug!("direct TLS handshake");
+        Ok(())
     }
 
     /// Answers `N`: the client goes on without (further) encryption.

@@ -49,7 +49,7 @@ fn target(server: &PgServer) -> String {
 }
 
 /// Starts the binary on a free port with `extra` flags (after the target and the CA).
-fn start(server: &PgServer, extra: &[&str]) -> ProxyProcess {
+pub(crate) fn start(server: &PgServer, extra: &[&str]) -> ProxyProcess {
     start_with_targets(server, &[target(server)], extra)
 }
 
@@ -66,15 +66,15 @@ fn start_with_targets(server: &PgServer, targets: &[String], extra: &[&str]) -> 
 }
 
 /// Files written for one test, removed with it.
-struct Files(tempfile::TempDir);
+pub(crate) struct Files(tempfile::TempDir);
 
 impl Files {
-    fn new() -> Files {
+    pub(crate) fn new() -> Files {
         Files(tempfile::tempdir().expect("temp dir"))
     }
 
     /// Writes `name` (mode 0600, as libpq wants for keys) and returns its path.
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let path = self.0.path().join(name);
         std::fs::write(&path, text).expect("write file");
@@ -92,15 +92,20 @@ impl Files {
 }
 
 /// What a psql run printed.
-struct Psql {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Psql {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs psql once with `conninfo` and one command, never prompting (`-w`), with an empty
 /// HOME (no ~/.pgpass, no ~/.postgresql certificates) and `PGPASSWORD` when given.
-async fn psql(server: &PgServer, conninfo: &str, command: &str, password: Option<&str>) -> Psql {
+pub(crate) async fn psql(
+    server: &PgServer,
+    conninfo: &str,
+    command: &str,
+    password: Option<&str>,
+) -> Psql {
     let home = tempfile::tempdir().expect("home");
     let mut cmd = tokio::process::Command::new(server.psql_bin());
     cmd.arg(conninfo)
@@ -126,13 +131,16 @@ async fn psql(server: &PgServer, conninfo: &str, command: &str, password: Option
 
 /// Asserts psql ran `select current_user` through the proxy (the server sees the target's
 /// database user, whatever the client called itself).
-fn assert_logged_in(run: &Psql) {
+pub(crate) fn assert_logged_in(run: &Psql) {
     assert!(run.ok, "psql failed: {}\n{}", run.stdout, run.stderr);
     assert_eq!(run.stdout.trim(), pg::SCRAM_USER, "{}", run.stdout);
 }
 
 /// Connects with tokio-postgres over `tls`, returning the SQLSTATE and message of a refusal.
-async fn tokio_pg<T>(conninfo: &str, tls: T) -> Result<tokio_postgres::Client, (String, String)>
+pub(crate) async fn tokio_pg<T>(
+    conninfo: &str,
+    tls: T,
+) -> Result<tokio_postgres::Client, (String, String)>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     T::Stream: Send + 'static,
@@ -192,7 +200,7 @@ async fn served_certificate(port: u16) -> Vec<u8> {
 }
 
 /// Writes a server certificate for `localhost` and its key; returns the PKI and the paths.
-fn server_cert(files: &Files) -> (TestPki, PathBuf, PathBuf) {
+pub(crate) fn server_cert(files: &Files) -> (TestPki, PathBuf, PathBuf) {
     let pki = TestPki::generate(&["localhost"]);
     let cert = files.write("server.crt", &pki.server_cert_pem);
     let key = files.write("server.key", &pki.server_key_pem);

@@ -9,6 +9,7 @@
 mod support;
 
 mod client_security;
+mod client_tls_binding;
 mod fake_aws_wire;
 mod faults;
 mod iam_credentials;

@@ -4,12 +4,8 @@
 //! only has to find the name, and it refuses anything it does not understand instead of
 //! guessing.
 
-/// DER tags used on the way to the subject.
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const OID: u8 = 0x06;
-const VERSION: u8 = 0xa0;
-const INTEGER: u8 = 0x02;
+use crate::client::der::{INTEGER, OID, SEQUENCE, SET, VERSION, element, expect};
+
 /// Attribute type 2.5.4.3, commonName.
 const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 
@@ -28,39 +24,6 @@ pub enum CertNameError {
     /// The CN is in a string type other than UTF8String, PrintableString or IA5String.
     #[error("the client certificate's common name (CN) is not a UTF-8, printable or IA5 string")]
     StringType,
-}
-
-/// One DER element: its tag, its contents and what follows it.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    if tag & 0x1f == 0x1f {
-        return None; // multi-byte tags do not occur on the way to the subject
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let len = rest[..count]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[count..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-/// The contents of an element with tag `want`, and what follows it.
-fn expect(input: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
-    match element(input)? {
-        (tag, contents, rest) if tag == want => Some((contents, rest)),
-        _ => None,
-    }
 }
 
 /// The CN of the certificate `der` (the end-entity certificate as the client sent it).

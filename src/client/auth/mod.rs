@@ -13,7 +13,7 @@ mod scram;
 mod users;
 
 pub use cert_name::{CertNameError, common_name};
-pub use scram::{MECHANISM, ScramFailure, ScramServer};
+pub use scram::{MECHANISM, MECHANISM_PLUS, ScramFailure, ScramServer};
 pub use users::{
     ScramUsers, ScramVerifier, UserNameError, UsersFileError, VerifierError, check_user_name,
     hash_password,
@@ -166,6 +166,11 @@ pub enum ClientAuthError {
     /// The SCRAM messages did not follow the protocol.
     #[error("{0}")]
     Protocol(String),
+    /// SCRAM channel binding failed: the binding data is not this connection's, or the
+    /// offer of -PLUS did not reach the client (`ScramFailure::BindingMismatch` and
+    /// `BindingNegotiation`): another TLS session sits in between.
+    #[error("{0}")]
+    ChannelBinding(ScramFailure),
     /// `cert` and the client sent no certificate (or no TLS at all).
     #[error("connection requires a valid client certificate")]
     NoCertificate,
@@ -203,7 +208,8 @@ impl ClientAuthError {
             ClientAuthError::NoUser
             | ClientAuthError::NoCertificate
             | ClientAuthError::CertificateName { .. }
-            | ClientAuthError::CertificateUser { .. } => sqlstate::INVALID_AUTHORIZATION,
+            | ClientAuthError::CertificateUser { .. }
+            | ClientAuthError::ChannelBinding(_) => sqlstate::INVALID_AUTHORIZATION,
             ClientAuthError::Protocol(_) | ClientAuthError::Gone => sqlstate::PROTOCOL_VIOLATION,
             ClientAuthError::Random => sqlstate::INTERNAL_ERROR,
         }
@@ -214,6 +220,9 @@ impl ClientAuthError {
         match self {
             ClientAuthError::NoCertificate => Some(
                 "connect with sslmode=require (or verify-full) and sslcert=/sslkey= naming a certificate signed by the proxy's --client-ca",
+            ),
+            ClientAuthError::ChannelBinding(_) => Some(
+                "something between the client and the proxy terminates TLS with another certificate (a TLS proxy or load balancer): connect to the proxy directly, or pass TCP through unchanged",
             ),
             _ => None,
         }
@@ -226,21 +235,31 @@ impl ClientAuthError {
             ClientAuthError::NoCertificate
             | ClientAuthError::CertificateName { .. }
             | ClientAuthError::CertificateUser { .. } => Some("client_certificate"),
+            ClientAuthError::ChannelBinding(_) => Some("client_channel_binding"),
             ClientAuthError::NoUser | ClientAuthError::Protocol(_) => Some("client_protocol"),
             ClientAuthError::Gone | ClientAuthError::Random => None,
         }
     }
 }
 
-/// Authenticates the client that sent `user` in its StartupMessage. `certificate` is the
-/// verified end-entity certificate it presented over TLS, if any. Returns the user name it
-/// proved (`None` with `trust`). On success with `scram` the client has been sent
-/// AuthenticationSASLFinal; AuthenticationOk follows with the server's greeting.
+/// What the client's TLS session, if any, brings to its authentication.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Channel<'a> {
+    /// The verified end-entity certificate the client presented.
+    pub certificate: Option<&'a CertificateDer<'a>>,
+    /// The `tls-server-end-point` data of the certificate the proxy served on this
+    /// connection: `Some` offers SCRAM-SHA-256-PLUS.
+    pub end_point: Option<&'a [u8]>,
+}
+
+/// Authenticates the client that sent `user` in its StartupMessage over `channel`. Returns
+/// the user name it proved (`None` with `trust`). On success with `scram` the client has
+/// been sent AuthenticationSASLFinal; AuthenticationOk follows with the server's greeting.
 pub async fn authenticate<S>(
     auth: &ClientAuth,
     client: &mut PgStream<S>,
     user: Option<&str>,
-    certificate: Option<&CertificateDer<'_>>,
+    channel: Channel<'_>,
 ) -> Result<Option<String>, ClientAuthError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -248,7 +267,7 @@ where
     match auth {
         ClientAuth::Trust => Ok(None),
         ClientAuth::Cert => {
-            let certificate = certificate.ok_or(ClientAuthError::NoCertificate)?;
+            let certificate = channel.certificate.ok_or(ClientAuthError::NoCertificate)?;
             let user = user.ok_or(ClientAuthError::NoUser)?;
             let cn = common_name(certificate).map_err(|why| ClientAuthError::CertificateName {
                 user: user.to_owned(),
@@ -264,7 +283,8 @@ where
         }
         ClientAuth::Scram { users, mock_secret } => {
             let user = user.ok_or(ClientAuthError::NoUser)?;
-            scram_exchange(client, user, users.get(user), mock_secret).await?;
+            let server = scram_server(users.get(user), user, mock_secret, channel.end_point)?;
+            scram_exchange(client, server, user, users.get(user).is_some()).await?;
             Ok(Some(user.to_owned()))
         }
         ClientAuth::Password { users, mock_secret } => {
@@ -305,42 +325,61 @@ where
     })
 }
 
-/// The SASL conversation: offer SCRAM-SHA-256, answer the client's first message, check
-/// its proof, send the server's signature.
-async fn scram_exchange<S>(
-    client: &mut PgStream<S>,
-    user: &str,
+/// The exchange for `user`: against its verifier or a made-up one, with -PLUS offered when
+/// the connection has binding data.
+fn scram_server(
     verifier: Option<&ScramVerifier>,
+    user: &str,
     mock_secret: &[u8; 32],
-) -> Result<(), ClientAuthError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+    end_point: Option<&[u8]>,
+) -> Result<ScramServer, ClientAuthError> {
     let mut nonce = [0u8; 18];
     random(&mut nonce)?;
-    let mut server = ScramServer::new(
+    let server = ScramServer::new(
         verifier,
         mock_verifier(mock_secret, user),
         STANDARD.encode(nonce),
     );
+    Ok(match end_point {
+        Some(end_point) => server.with_tls_server_end_point(end_point.to_vec()),
+        None => server,
+    })
+}
+
+/// The SASL conversation: offer the mechanisms, answer the client's first message, check
+/// its proof (and binding), send the server's signature.
+async fn scram_exchange<S>(
+    client: &mut PgStream<S>,
+    mut server: ScramServer,
+    user: &str,
+    known: bool,
+) -> Result<(), ClientAuthError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let failed = |failure: ScramFailure| match failure {
         ScramFailure::WrongProof => ClientAuthError::Password {
             user: user.to_owned(),
-            known: verifier.is_some(),
+            known,
         },
+        ScramFailure::BindingMismatch | ScramFailure::BindingNegotiation => {
+            ClientAuthError::ChannelBinding(failure)
+        }
         other => ClientAuthError::Protocol(other.to_string()),
     };
 
     let mut out = BytesMut::new();
-    sasl::authentication_sasl(&[MECHANISM], &mut out);
+    let offered = server.mechanisms();
+    sasl::authentication_sasl(offered, &mut out);
     send(client, &out).await?;
 
     let payload = read_password_message(client, "a SASL response").await?;
     let (mechanism, first) = sasl::parse_sasl_initial_response(&payload)
         .map_err(|e| ClientAuthError::Protocol(e.to_string()))?;
-    if mechanism != MECHANISM {
+    if !server.select_mechanism(mechanism) {
         return Err(ClientAuthError::Protocol(format!(
-            "client selected an invalid SASL authentication mechanism {mechanism:?}: the proxy offers {MECHANISM}"
+            "client selected an invalid SASL authentication mechanism {mechanism:?}: the proxy offers {} on this connection",
+            offered.join(" and ")
         )));
     }
     let server_first = server.client_first(first).map_err(failed)?;

@@ -1,12 +1,17 @@
-//! The server side of SCRAM-SHA-256 (RFC 5802 and 7677) as PostgreSQL speaks it, for
-//! `--client-auth scram`. Pure: it turns the client's messages into the server's answers
-//! and leaves the IO to the caller.
+//! The server side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802, 7677 and 5929) as
+//! PostgreSQL speaks it (`auth-scram.c`), for `--client-auth scram`. Pure: it turns the
+//! client's messages into the server's answers and leaves the IO to the caller.
 //!
 //! The proxy checks the client's proof against a stored verifier and never sees a password.
 //! An unknown user gets a salt derived from its name (as PostgreSQL's mock authentication
 //! does) and an exchange that fails only at the end, exactly like a wrong password, so the
-//! answers do not tell which users exist. Channel binding (`SCRAM-SHA-256-PLUS`) is not
-//! offered; clients that merely prefer it (libpq's default) go on without it.
+//! answers do not tell which users exist.
+//!
+//! Over client TLS, `SCRAM-SHA-256-PLUS` is offered with `tls-server-end-point` binding: the
+//! client mixes the hash of the certificate it was served into the proof, so a man in the
+//! middle who terminates TLS with another certificate cannot relay the exchange. The GS2
+//! header rules are PostgreSQL's: `p=` only with -PLUS; `y` ("I could bind, but you did not
+//! offer it") is refused where -PLUS was offered, since the offer must have been stripped.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,8 +19,12 @@ use base64::engine::general_purpose::STANDARD;
 use super::users::ScramVerifier;
 use crate::protocol::scram::{constant_time_eq, hmac_sha256, sha256};
 
-/// The only mechanism offered.
+/// The mechanism without channel binding, always offered.
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// The mechanism with channel binding, offered over client TLS.
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+/// The one channel-binding type PostgreSQL (and the proxy) supports.
+const CHANNEL_BINDING_TYPE: &str = "tls-server-end-point";
 
 /// Why an exchange did not end in a verified client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +35,16 @@ pub enum ScramFailure {
     /// The client asked for something the proxy does not offer (sent as 08P01).
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The client sent `y` where -PLUS was offered: something between them removed the offer
+    /// (sent as 28000, as PostgreSQL does).
+    #[error(
+        "SCRAM channel binding negotiation error: the client supports SCRAM channel binding but thinks the server does not; however, this proxy does support channel binding"
+    )]
+    BindingNegotiation,
+    /// The binding data is not that of the certificate this connection was served: another
+    /// TLS session sits between client and proxy (sent as 28000, as PostgreSQL does).
+    #[error("SCRAM channel binding check failed")]
+    BindingMismatch,
     /// The proof does not verify, or the user is unknown (sent as 28P01).
     #[error("the client's proof does not match the stored verifier")]
     WrongProof,
@@ -44,12 +63,16 @@ enum State {
     Done,
 }
 
-/// One SCRAM-SHA-256 exchange with one client.
+/// One SCRAM-SHA-256(-PLUS) exchange with one client.
 pub struct ScramServer {
     verifier: ScramVerifier,
     /// False for an unknown user: the exchange runs on a made-up verifier and fails.
     known: bool,
     server_nonce: String,
+    /// The `tls-server-end-point` data of this connection; `Some` offers -PLUS.
+    end_point: Option<Vec<u8>>,
+    /// The client selected -PLUS.
+    plus: bool,
     state: State,
 }
 
@@ -69,8 +92,37 @@ impl ScramServer {
             verifier,
             known,
             server_nonce,
+            end_point: None,
+            plus: false,
             state: State::First,
         }
+    }
+
+    /// Offers SCRAM-SHA-256-PLUS bound to `end_point`, the `tls-server-end-point` data of
+    /// the certificate this connection's TLS handshake served.
+    pub fn with_tls_server_end_point(mut self, end_point: Vec<u8>) -> ScramServer {
+        self.end_point = Some(end_point);
+        self
+    }
+
+    /// The mechanisms to offer in AuthenticationSASL, -PLUS first as PostgreSQL lists them.
+    pub fn mechanisms(&self) -> &'static [&'static str] {
+        if self.end_point.is_some() {
+            &[MECHANISM_PLUS, MECHANISM]
+        } else {
+            &[MECHANISM]
+        }
+    }
+
+    /// Takes the mechanism of the client's SASLInitialResponse; false for one not offered
+    /// (-PLUS on plain text included).
+    pub fn select_mechanism(&mut self, mechanism: &str) -> bool {
+        match mechanism {
+            MECHANISM_PLUS if self.end_point.is_some() => self.plus = true,
+            MECHANISM => self.plus = false,
+            _ => return false,
+        }
+        true
     }
 
     /// Takes the client-first-message and returns the server-first-message.
@@ -84,15 +136,7 @@ impl ScramServer {
         let (cbind_flag, rest) = text
             .split_once(',')
             .ok_or(ScramFailure::Malformed("no GS2 header"))?;
-        match cbind_flag {
-            "n" | "y" => {}
-            flag if flag.starts_with("p=") => {
-                return Err(ScramFailure::Unsupported(
-                    "the client requires channel binding, which the proxy does not offer: connect with channel_binding=prefer or disable",
-                ));
-            }
-            _ => return Err(ScramFailure::Malformed("unknown channel-binding flag")),
-        }
+        self.check_gs2_flag(cbind_flag)?;
         let (authzid, client_first_bare) = rest
             .split_once(',')
             .ok_or(ScramFailure::Malformed("no GS2 header"))?;
@@ -136,6 +180,26 @@ impl ScramServer {
         Ok(server_first)
     }
 
+    /// The GS2 channel-binding flag against the mechanism chosen and the offer made, as
+    /// PostgreSQL's `read_client_first_message` checks it.
+    fn check_gs2_flag(&self, flag: &str) -> Result<(), ScramFailure> {
+        match (flag.strip_prefix("p="), flag) {
+            (Some(_), _) if !self.plus => Err(ScramFailure::Malformed(
+                "the client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data",
+            )),
+            (Some(CHANNEL_BINDING_TYPE), _) => Ok(()),
+            (Some(_), _) => Err(ScramFailure::Unsupported(
+                "unsupported SCRAM channel-binding type: the proxy supports tls-server-end-point",
+            )),
+            (None, "n" | "y") if self.plus => Err(ScramFailure::Malformed(
+                "the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data",
+            )),
+            (None, "y") if self.end_point.is_some() => Err(ScramFailure::BindingNegotiation),
+            (None, "n" | "y") => Ok(()),
+            (None, _) => Err(ScramFailure::Malformed("unknown channel-binding flag")),
+        }
+    }
+
     /// Takes the client-final-message; returns the server-final-message when the proof
     /// verifies.
     pub fn client_final(&mut self, data: &[u8]) -> Result<String, ScramFailure> {
@@ -158,10 +222,22 @@ impl ScramServer {
             .next()
             .and_then(|a| a.strip_prefix("c="))
             .ok_or(ScramFailure::Malformed("no channel-binding attribute"))?;
-        if STANDARD.decode(binding).ok().as_deref() != Some(gs2_header.as_bytes()) {
-            return Err(ScramFailure::Malformed(
-                "the channel-binding attribute does not repeat the GS2 header",
-            ));
+        // c= is base64 of the GS2 header, followed with -PLUS by the binding data of this
+        // connection's certificate. Compared as text, as PostgreSQL does, in constant time.
+        let mut expected = gs2_header.into_bytes();
+        match (self.plus, &self.end_point) {
+            (true, Some(end_point)) => expected.extend_from_slice(end_point),
+            (true, None) => return Err(ScramFailure::BindingMismatch),
+            (false, _) => {}
+        }
+        if !constant_time_eq(binding.as_bytes(), STANDARD.encode(&expected).as_bytes()) {
+            return Err(if self.plus {
+                ScramFailure::BindingMismatch
+            } else {
+                ScramFailure::Malformed(
+                    "the channel-binding attribute does not repeat the GS2 header",
+                )
+            });
         }
         let final_nonce = attributes
             .next()
@@ -303,5 +379,152 @@ mod tests {
             server.client_final(b"c=biws,r=xyzabc,p=AAAA"),
             Err(ScramFailure::Malformed(_))
         ));
+    }
+
+    const END_POINT: [u8; 32] = [0xab; 32];
+
+    /// postgres-protocol's client with `binding`, against a server offering -PLUS with
+    /// `END_POINT` when `offer` is true. `mechanism` is the one the client selects.
+    fn bound_exchange(
+        offer: bool,
+        mechanism: &str,
+        binding: ChannelBinding,
+    ) -> Result<(), ScramFailure> {
+        let stored = hash_password("pw");
+        let verifier = ScramVerifier::parse(&stored).unwrap();
+        let mut server = ScramServer::new(Some(&verifier), mock(), "c2VydmVy".to_owned());
+        if offer {
+            server = server.with_tls_server_end_point(END_POINT.to_vec());
+        }
+        if !server.select_mechanism(mechanism) {
+            return Err(ScramFailure::Unsupported("not offered"));
+        }
+        let mut client = ScramSha256::new(b"pw", binding);
+        let first = server.client_first(client.message())?;
+        client.update(first.as_bytes()).unwrap();
+        let last = server.client_final(client.message())?;
+        client.finish(last.as_bytes()).expect("client verifies");
+        Ok(())
+    }
+
+    #[test]
+    fn plus_is_offered_first_only_with_binding_data() {
+        let verifier = ScramVerifier::parse(RFC7677).unwrap();
+        let plain = ScramServer::new(Some(&verifier), mock(), "abc".to_owned());
+        assert_eq!(plain.mechanisms(), &[MECHANISM]);
+        let tls = ScramServer::new(Some(&verifier), mock(), "abc".to_owned())
+            .with_tls_server_end_point(END_POINT.to_vec());
+        assert_eq!(tls.mechanisms(), &[MECHANISM_PLUS, MECHANISM]);
+        let mut plain = plain;
+        assert!(!plain.select_mechanism(MECHANISM_PLUS), "-PLUS without TLS");
+        assert!(!plain.select_mechanism("SCRAM-SHA-1"));
+        assert!(plain.select_mechanism(MECHANISM));
+    }
+
+    #[test]
+    fn the_right_binding_data_passes_and_tampered_data_is_a_binding_failure() {
+        let right = ChannelBinding::tls_server_end_point(END_POINT.to_vec());
+        assert_eq!(bound_exchange(true, MECHANISM_PLUS, right), Ok(()));
+        let mut tampered = END_POINT.to_vec();
+        tampered[31] ^= 1;
+        let tampered = ChannelBinding::tls_server_end_point(tampered);
+        assert_eq!(
+            bound_exchange(true, MECHANISM_PLUS, tampered),
+            Err(ScramFailure::BindingMismatch)
+        );
+        // Another certificate's hash (a man in the middle's): the same failure.
+        let other = ChannelBinding::tls_server_end_point(vec![0xcd; 48]);
+        assert_eq!(
+            bound_exchange(true, MECHANISM_PLUS, other),
+            Err(ScramFailure::BindingMismatch)
+        );
+    }
+
+    #[test]
+    fn gs2_flags_follow_postgresql() {
+        // n: plain SCRAM, offered or not.
+        assert_eq!(
+            bound_exchange(true, MECHANISM, ChannelBinding::unsupported()),
+            Ok(())
+        );
+        assert_eq!(
+            bound_exchange(false, MECHANISM, ChannelBinding::unsupported()),
+            Ok(())
+        );
+        // y: refused where -PLUS was offered (the offer was stripped), fine where it was not.
+        assert_eq!(
+            bound_exchange(true, MECHANISM, ChannelBinding::unrequested()),
+            Err(ScramFailure::BindingNegotiation)
+        );
+        assert_eq!(
+            bound_exchange(false, MECHANISM, ChannelBinding::unrequested()),
+            Ok(())
+        );
+        // p= with plain SCRAM-SHA-256: refused, with or without an offer.
+        for offer in [true, false] {
+            let binding = ChannelBinding::tls_server_end_point(END_POINT.to_vec());
+            assert!(matches!(
+                bound_exchange(offer, MECHANISM, binding),
+                Err(ScramFailure::Malformed(_))
+            ));
+        }
+        // -PLUS chosen, then n or y: refused.
+        for binding in [ChannelBinding::unsupported(), ChannelBinding::unrequested()] {
+            assert!(matches!(
+                bound_exchange(true, MECHANISM_PLUS, binding),
+                Err(ScramFailure::Malformed(_))
+            ));
+        }
+        // Another binding type.
+        let verifier = ScramVerifier::parse(RFC7677).unwrap();
+        let mut server = ScramServer::new(Some(&verifier), mock(), "abc".to_owned())
+            .with_tls_server_end_point(END_POINT.to_vec());
+        assert!(server.select_mechanism(MECHANISM_PLUS));
+        assert!(matches!(
+            server.client_first(b"p=tls-unique,,n=,r=xyz"),
+            Err(ScramFailure::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn the_binding_attribute_must_carry_the_header_and_the_data() {
+        let verifier = ScramVerifier::parse(RFC7677).unwrap();
+        let plus = || {
+            let mut server = ScramServer::new(Some(&verifier), mock(), "abc".to_owned())
+                .with_tls_server_end_point(END_POINT.to_vec());
+            assert!(server.select_mechanism(MECHANISM_PLUS));
+            server
+                .client_first(b"p=tls-server-end-point,,n=,r=xyz")
+                .unwrap();
+            server
+        };
+        let proof = STANDARD.encode([0u8; 32]);
+        // The header alone (what a client bound to nothing would send): a binding failure.
+        let header_only = STANDARD.encode("p=tls-server-end-point,,");
+        assert_eq!(
+            plus().client_final(format!("c={header_only},r=xyzabc,p={proof}").as_bytes()),
+            Err(ScramFailure::BindingMismatch)
+        );
+        // The right binding, a wrong proof: the password failure, so the binding passed.
+        let mut input = b"p=tls-server-end-point,,".to_vec();
+        input.extend_from_slice(&END_POINT);
+        let right = STANDARD.encode(&input);
+        assert_eq!(
+            plus().client_final(format!("c={right},r=xyzabc,p={proof}").as_bytes()),
+            Err(ScramFailure::WrongProof)
+        );
+        // Without -PLUS, c= must be "biws" after n and "eSws" after y.
+        let mut server = ScramServer::new(Some(&verifier), mock(), "abc".to_owned());
+        server.client_first(b"n,,n=,r=xyz").unwrap();
+        assert!(matches!(
+            server.client_final(format!("c=eSws,r=xyzabc,p={proof}").as_bytes()),
+            Err(ScramFailure::Malformed(_))
+        ));
+        let mut server = ScramServer::new(Some(&verifier), mock(), "abc".to_owned());
+        server.client_first(b"y,,n=,r=xyz").unwrap();
+        assert_eq!(
+            server.client_final(format!("c=eSws,r=xyzabc,p={proof}").as_bytes()),
+            Err(ScramFailure::WrongProof)
+        );
     }
 }

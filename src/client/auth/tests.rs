@@ -52,7 +52,7 @@ async fn run(
     let mut server = PgStream::new(server);
     let password = password.to_owned();
     let client = tokio::spawn(async move { client_side(client, &password).await });
-    let result = authenticate(auth, &mut server, Some(user), None).await;
+    let result = authenticate(auth, &mut server, Some(user), Channel::default()).await;
     drop(server);
     client.await.unwrap();
     result
@@ -96,14 +96,19 @@ async fn trust_and_cert_without_a_certificate() {
     let (server, _client) = duplex(64);
     let mut server = PgStream::new(server);
     assert_eq!(
-        authenticate(&ClientAuth::Trust, &mut server, None, None)
+        authenticate(&ClientAuth::Trust, &mut server, None, Channel::default())
             .await
             .unwrap(),
         None
     );
-    let err = authenticate(&ClientAuth::Cert, &mut server, Some("alice"), None)
-        .await
-        .unwrap_err();
+    let err = authenticate(
+        &ClientAuth::Cert,
+        &mut server,
+        Some("alice"),
+        Channel::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.sqlstate(), "28000");
     assert!(err.hint().is_some());
 }
@@ -130,7 +135,7 @@ async fn cleartext(
         stream.flush().await.unwrap();
         stream
     });
-    let result = authenticate(auth, &mut server, Some(user), None).await;
+    let result = authenticate(auth, &mut server, Some(user), Channel::default()).await;
     drop(client.await.unwrap());
     result
 }
@@ -174,4 +179,132 @@ async fn cleartext_passwords_against_scram_verifiers() {
         broken.to_string().contains("invalid password packet size"),
         "{broken}"
     );
+}
+
+/// Over a connection with binding data `END_POINT`: the client reads the offer, picks -PLUS
+/// if offered and binds to `client_binding`; returns the mechanisms offered.
+async fn bound(
+    auth: &ClientAuth,
+    end_point: Option<&[u8]>,
+    client_binding: Vec<u8>,
+) -> (Vec<String>, Result<Option<String>, ClientAuthError>) {
+    let (server, client) = duplex(4096);
+    let mut server = PgStream::new(server);
+    let client = tokio::spawn(async move {
+        let mut stream = PgStream::new(client);
+        let (code, data) = read_r(&mut stream).await;
+        assert_eq!(code, 10);
+        let offered: Vec<String> = data
+            .split(|&b| b == 0)
+            .filter(|m| !m.is_empty())
+            .map(|m| String::from_utf8(m.to_vec()).unwrap())
+            .collect();
+        let plus = offered.iter().any(|m| m == MECHANISM_PLUS);
+        let (mechanism, binding) = if plus {
+            (
+                MECHANISM_PLUS,
+                ChannelBinding::tls_server_end_point(client_binding),
+            )
+        } else {
+            (MECHANISM, ChannelBinding::unsupported())
+        };
+        let mut scram = ScramSha256::new(b"s3cret", binding);
+        let mut out = BytesMut::new();
+        frontend::sasl_initial_response(mechanism, scram.message(), &mut out).unwrap();
+        stream.write_message(&out).await.unwrap();
+        let (code, data) = read_r(&mut stream).await;
+        assert_eq!(code, 11);
+        scram.update(&data).unwrap();
+        out.clear();
+        frontend::sasl_response(scram.message(), &mut out).unwrap();
+        stream.write_message(&out).await.unwrap();
+        let _ = stream.read_message(4096).await;
+        offered
+    });
+    let channel = Channel {
+        certificate: None,
+        end_point,
+    };
+    let result = authenticate(auth, &mut server, Some("alice"), channel).await;
+    drop(server);
+    (client.await.unwrap(), result)
+}
+
+#[tokio::test]
+async fn scram_plus_binds_to_this_connections_certificate() {
+    let auth = users("s3cret");
+    let end_point = [0x5a; 32];
+    let (offered, result) = bound(&auth, Some(&end_point), end_point.to_vec()).await;
+    assert_eq!(offered, [MECHANISM_PLUS, MECHANISM]);
+    assert_eq!(result.unwrap().as_deref(), Some("alice"));
+
+    // A client served another certificate (a man in the middle's) binds to its hash.
+    let (_, result) = bound(&auth, Some(&end_point), vec![0x11; 32]).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.sqlstate(), "28000");
+    assert_eq!(err.to_string(), "SCRAM channel binding check failed");
+    assert_eq!(err.metric_reason(), Some("client_channel_binding"));
+    assert!(err.hint().is_some());
+
+    // Plain text: only SCRAM-SHA-256 is offered, and it works.
+    let (offered, result) = bound(&auth, None, Vec::new()).await;
+    assert_eq!(offered, [MECHANISM]);
+    assert_eq!(result.unwrap().as_deref(), Some("alice"));
+}
+
+/// Sends SASLInitialResponse `mechanism` with `first` and returns the server's verdict.
+async fn first_message(
+    auth: &ClientAuth,
+    end_point: Option<&[u8]>,
+    mechanism: &'static str,
+    first: &'static [u8],
+) -> ClientAuthError {
+    let (server, client) = duplex(4096);
+    let mut server = PgStream::new(server);
+    let client = tokio::spawn(async move {
+        let mut stream = PgStream::new(client);
+        read_r(&mut stream).await;
+        let mut out = BytesMut::new();
+        frontend::sasl_initial_response(mechanism, first, &mut out).unwrap();
+        stream.write_message(&out).await.unwrap();
+        stream
+    });
+    let channel = Channel {
+        certificate: None,
+        end_point,
+    };
+    let err = authenticate(auth, &mut server, Some("alice"), channel)
+        .await
+        .unwrap_err();
+    drop(client.await.unwrap());
+    err
+}
+
+#[tokio::test]
+async fn binding_claims_on_plain_text_and_downgrades_are_refused() {
+    let auth = users("s3cret");
+    // A p= claim on plain text, with either mechanism name.
+    let err = first_message(&auth, None, MECHANISM, b"p=tls-server-end-point,,n=,r=abc").await;
+    assert_eq!(err.sqlstate(), "08P01");
+    assert!(
+        err.to_string().contains("includes channel binding data"),
+        "{err}"
+    );
+    let err = first_message(
+        &auth,
+        None,
+        MECHANISM_PLUS,
+        b"p=tls-server-end-point,,n=,r=abc",
+    )
+    .await;
+    assert_eq!(err.sqlstate(), "08P01");
+    assert!(
+        err.to_string()
+            .contains("invalid SASL authentication mechanism"),
+        "{err}"
+    );
+    // y over TLS where -PLUS was offered: the offer was stripped on the way.
+    let err = first_message(&auth, Some(&[1; 32]), MECHANISM, b"y,,n=,r=abc").await;
+    assert_eq!(err.sqlstate(), "28000");
+    assert!(err.to_string().contains("negotiation error"), "{err}");
 }

@@ -5,9 +5,11 @@
 //! behind a lock that `reload` swaps, and a failed reload keeps the one in use.
 //! (`tls.rs` is the upstream side.)
 
+mod end_point;
 mod self_signed;
 mod watch;
 
+pub use end_point::tls_server_end_point;
 pub use self_signed::{SelfSigned, fingerprint};
 pub use watch::{POLL_INTERVAL, watch};
 
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio_rustls::TlsAcceptor;
 
 use crate::net::crypto::{CaFileError, crypto_provider, read_pem_certificates};
+use crate::protocol::startup::ALPN_PROTOCOL;
 
 /// `--client-tls`: whether the proxy makes its own certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -92,7 +95,7 @@ pub enum ClientTlsError {
     Rustls(rustls::Error),
 }
 
-/// The live client TLS configuration. `acceptor` hands out the configuration in use;
+/// The live client TLS configuration. `handshake` hands out the configuration in use;
 /// `reload` builds a new one from the files and swaps it in only if it works, so sessions
 /// already open keep theirs and a bad file never takes TLS down.
 #[derive(Debug)]
@@ -105,8 +108,35 @@ pub struct ClientTls {
 
 #[derive(Debug, Clone)]
 struct Loaded {
-    config: Arc<ServerConfig>,
+    handshake: Handshake,
     fingerprint: String,
+}
+
+/// What one client handshake uses: the configuration, and the channel-binding data of the
+/// certificate it serves. Taken together from `ClientTls::handshake`, so a reload between
+/// the handshake and SCRAM cannot make a session bind to a certificate it never served.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    config: Arc<ServerConfig>,
+    end_point: Option<Arc<[u8]>>,
+}
+
+impl Handshake {
+    /// An acceptor for an SSLRequest handshake.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config.clone())
+    }
+
+    /// The configuration, for a handshake whose first bytes were already read (direct TLS).
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
+    /// The `tls-server-end-point` data of the certificate served (`None` when its
+    /// signature algorithm names no hash, so `SCRAM-SHA-256-PLUS` is not offered).
+    pub fn end_point(&self) -> Option<Arc<[u8]>> {
+        self.end_point.clone()
+    }
 }
 
 impl ClientTls {
@@ -124,9 +154,9 @@ impl ClientTls {
         })
     }
 
-    /// An acceptor for one handshake, with the configuration in use now.
-    pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.read().config)
+    /// The configuration in use now, for one handshake.
+    pub fn handshake(&self) -> Handshake {
+        self.read().handshake
     }
 
     /// The SHA-256 fingerprint (`AB:CD:…`) of the certificate served now.
@@ -181,6 +211,7 @@ fn build(
         }
     };
     let fingerprint = fingerprint(&chain[0]);
+    let end_point = tls_server_end_point(&chain[0]).map(Arc::from);
     let provider = crypto_provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -189,11 +220,18 @@ fn build(
         Some(path) => builder.with_client_cert_verifier(client_verifier(path)?),
         None => builder.with_no_client_auth(),
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(ClientTlsError::Rustls)?;
+    // libpq 17 sends ALPN `postgresql` on every handshake, and direct TLS requires it (as
+    // PostgreSQL 17 does). Clients that send no ALPN at all (older libpq, JDBC) are
+    // unaffected; one that offers only other protocols is refused by rustls.
+    config.alpn_protocols = vec![ALPN_PROTOCOL.to_vec()];
     Ok(Loaded {
-        config: Arc::new(config),
+        handshake: Handshake {
+            config: Arc::new(config),
+            end_point,
+        },
         fingerprint,
     })
 }
@@ -271,11 +309,28 @@ mod tests {
         let first = tls.fingerprint();
         assert_eq!(first.len(), 32 * 3 - 1);
         assert_eq!(tls.watched_files(), vec![cert.clone(), key.clone()]);
+        let first_handshake = tls.handshake();
+        let first_der = std::fs::read(&cert).unwrap();
+        let first_der = CertificateDer::from_pem_slice(&first_der).unwrap();
+        assert_eq!(
+            first_handshake.end_point().as_deref(),
+            tls_server_end_point(&first_der).as_deref()
+        );
+        assert_eq!(
+            first_handshake.config().alpn_protocols,
+            vec![b"postgresql".to_vec()]
+        );
 
         write_pair(dir.path(), "two.example");
         let second = tls.reload().unwrap();
         assert_ne!(first, second);
         assert_eq!(tls.fingerprint(), second);
+        // A session whose handshake used the first certificate keeps binding to it.
+        assert_ne!(tls.handshake().end_point(), first_handshake.end_point());
+        assert_eq!(
+            first_handshake.end_point().as_deref(),
+            tls_server_end_point(&first_der).as_deref()
+        );
 
         // A key from another pair: refused, the second certificate stays.
         let other = tempfile::tempdir().unwrap();
