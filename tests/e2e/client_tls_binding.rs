@@ -23,8 +23,8 @@ use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
 use tokio_rustls::client::TlsStream;
 
-use crate::client_security::{Files, assert_logged_in, psql, server_cert, start, tokio_pg};
 use crate::support::certs::TestPki;
+use crate::support::client_side::{Files, assert_logged_in, psql, server_cert, start, tokio_pg};
 use crate::support::pg::{self, PgServer, current_user};
 use crate::support::proxy_process::{ProxyProcess, hash_password};
 

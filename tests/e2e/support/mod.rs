@@ -1,9 +1,11 @@
 //! What the suites share: certificates made at test time, a real PostgreSQL server with TLS
-//! and password roles, the proxy started in-process or as the real binary, a scripted
+//! and password roles, the proxy started in-process or as the real binary (and the psql and
+//! tokio-postgres runs the client-side suites make against it), a scripted
 //! Redshift-like upstream, a Redshift-flavoured upstream in front of PostgreSQL, a fake of the
 //! AWS credential APIs, and the protocol properties the fuzz targets check too.
 
 pub mod certs;
+pub mod client_side;
 pub mod eventually;
 pub mod fake_aws;
 pub mod http_get;
