@@ -136,14 +136,6 @@ impl AwsClients {
             .unwrap_or_else(|| "default".to_owned())
     }
 
-    /// Whether a profile was named explicitly, for the no-credentials message.
-    pub fn profile_hint(&self) -> String {
-        match &self.settings.profile {
-            Some(profile) => format!(", profile {profile}"),
-            None => String::new(),
-        }
-    }
-
     /// A Redshift (provisioned) client for `region`.
     pub fn redshift(&self, region: &str) -> aws_sdk_redshift::Client {
         let mut builder = aws_sdk_redshift::config::Builder::from(&self.config)

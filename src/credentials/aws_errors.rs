@@ -7,6 +7,8 @@
 use crate::protocol::sqlstate;
 use std::error::Error as StdError;
 
+use aws_config::imds::client::error::{ImdsError, TokenError};
+use aws_config::meta::ProviderChainError;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_redshift::error::{ProvideErrorMetadata, SdkError};
 
@@ -98,7 +100,7 @@ where
             call.action, call.region
         )),
         _ => {
-            if let Some(credentials) = find_credentials_error(&error) {
+            if let Some(credentials) = find_in_chain::<CredentialsError>(&error) {
                 return classify_credentials(credentials, clients);
             }
             CredentialError::AwsUnavailable(format!(
@@ -211,38 +213,120 @@ fn denied_action_and_resource(message: &str) -> Option<(String, String)> {
         .then(|| (action.trim().to_owned(), resource.to_owned()))
 }
 
-fn find_credentials_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a CredentialsError> {
-    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<CredentialsError>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
-}
-
 /// An error of the credential chain itself (before any Redshift call).
 pub fn classify_credentials(error: &CredentialsError, clients: &AwsClients) -> CredentialError {
     let text = error_chain(error);
+    // The SDK's own wording stays in the debug log: the client gets the proxy's sentence.
+    tracing::debug!(error = %text, "the AWS credential chain gave no credentials");
+    if let Some(metadata) = nothing_anywhere(error) {
+        return CredentialError::NoAwsCredentials {
+            profile: clients.profile_name(),
+            metadata,
+        };
+    }
     let lower = text.to_ascii_lowercase();
     if lower.contains("sso") && (lower.contains("expired") || lower.contains("token")) {
         return CredentialError::SsoExpired {
             profile: clients.profile_name(),
         };
     }
-    match error {
-        CredentialsError::CredentialsNotLoaded(_) => CredentialError::NoAwsCredentials {
-            profile: clients.profile_hint(),
-            detail: text,
-        },
-        _ => CredentialError::Unavailable {
-            sqlstate: sqlstate::INVALID_AUTHORIZATION,
-            message: format!(
-                "the AWS credential chain failed: {text}; check the profile, role or environment the proxy runs with"
-            ),
-        },
+    CredentialError::Unavailable {
+        sqlstate: sqlstate::INVALID_AUTHORIZATION,
+        message: format!(
+            "the AWS credential chain failed: {text}; check the profile, role or environment the proxy runs with"
+        ),
     }
+}
+
+/// The chain's last link is instance metadata. Every link before it either had nothing
+/// (`CredentialsNotLoaded`, and the chain goes on) or failed (and the chain stops there), so
+/// an error that comes from the metadata client means nothing was found anywhere. On a laptop
+/// the metadata endpoint refuses or does not answer, and the SDK reports that as a provider
+/// error ("failed to load IMDS session token…"), not as "not loaded"; the user needs to read
+/// that no credentials were configured, not how IMDS failed. Returns what the metadata
+/// service did, for the message, or `None` when the chain failed for another reason.
+fn nothing_anywhere(error: &CredentialsError) -> Option<String> {
+    match error {
+        // The whole chain ran and no link had credentials (metadata disabled, or its
+        // endpoint unreachable): the chain's error lists each link's attempt.
+        CredentialsError::CredentialsNotLoaded(_) => {
+            let attempts = find_in_chain::<ProviderChainError<CredentialsError>>(error)
+                .map(|chain| chain.attempts())
+                .unwrap_or_default();
+            let outcome = attempts
+                .iter()
+                .filter(|attempt| attempt.name() == METADATA_LINK)
+                .find_map(|attempt| metadata_outcome(attempt.error()));
+            let disabled = std::env::var("AWS_EC2_METADATA_DISABLED")
+                .is_ok_and(|value| value.eq_ignore_ascii_case("true"));
+            Some(outcome.unwrap_or_else(|| {
+                if disabled {
+                    "instance metadata is off: AWS_EC2_METADATA_DISABLED=true".to_owned()
+                } else {
+                    "no credentials there either".to_owned()
+                }
+            }))
+        }
+        _ => metadata_outcome(error),
+    }
+}
+
+/// The name aws-config's default chain gives its instance-metadata link.
+const METADATA_LINK: &str = "Ec2InstanceMetadata";
+
+/// What the instance-metadata client's typed error says happened, as a short phrase; `None`
+/// when the error did not come from it, or says the service itself is broken (an answer
+/// other than a refusal), which is not the "nothing configured" case.
+fn metadata_outcome(error: &(dyn StdError + 'static)) -> Option<String> {
+    if let Some(imds) = find_in_chain::<ImdsError>(error) {
+        return match imds {
+            ImdsError::FailedToLoadToken(_) => {
+                Some(token_outcome(find_in_chain::<SdkError<TokenError>>(error)))
+            }
+            ImdsError::ErrorResponse(answer) => {
+                let status = answer.response().status().as_u16();
+                match status {
+                    404 => Some(
+                        "the instance metadata service answered 404: this machine has no IAM role attached".to_owned(),
+                    ),
+                    400..=499 => Some(format!(
+                        "the instance metadata service refused with HTTP {status}"
+                    )),
+                    _ => None,
+                }
+            }
+            ImdsError::IoError(_) => {
+                Some("the instance metadata endpoint could not be reached".to_owned())
+            }
+            _ => None,
+        };
+    }
+    // Unreachable endpoint: the provider reports "not loaded" around the token request's
+    // own error, without an `ImdsError`.
+    find_in_chain::<SdkError<TokenError>>(error).map(|token| token_outcome(Some(token)))
+}
+
+/// How the session-token request (IMDSv2's first call) failed.
+fn token_outcome(token: Option<&SdkError<TokenError>>) -> String {
+    match token {
+        Some(SdkError::TimeoutError(_)) => "the instance metadata endpoint did not answer in time",
+        Some(SdkError::DispatchFailure(_)) => "the instance metadata endpoint could not be reached",
+        // 403 and the like: not on EC2, or IMDS turned off for this instance.
+        _ => "the instance metadata endpoint refused: not on EC2, or IMDS is disabled",
+    }
+    .to_owned()
+}
+
+/// The first error of type `T` in `error`'s source chain.
+fn find_in_chain<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// The error and its sources as one line ("a: b: c"), each message once, without the
@@ -276,6 +360,118 @@ mod tests {
             object: ("cluster", "c1".to_owned()),
             region: "us-east-1".to_owned(),
         }
+    }
+
+    fn clients(profile: Option<&str>) -> AwsClients {
+        AwsClients::from_sdk_config(
+            aws_config::SdkConfig::builder().build(),
+            super::super::AwsSettings {
+                profile: profile.map(str::to_owned),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The chain's metadata link against `endpoint`, as aws-config's default chain builds it
+    /// (the same link name), with one attempt so a refusal is quick.
+    async fn metadata_chain_error(endpoint: &str) -> CredentialsError {
+        use aws_config::meta::credentials::CredentialsProviderChain;
+        use aws_credential_types::provider::ProvideCredentials;
+        let client = aws_config::imds::Client::builder()
+            .endpoint(endpoint)
+            .expect("endpoint")
+            .max_attempts(1)
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .build();
+        let imds = aws_config::imds::credentials::ImdsCredentialsProvider::builder()
+            .imds_client(client)
+            .build();
+        let chain = CredentialsProviderChain::first_try(
+            "Environment",
+            aws_credential_types::credential_fn::provide_credentials_fn(|| async {
+                Err(CredentialsError::not_loaded("no keys in the environment"))
+            }),
+        )
+        .or_else(METADATA_LINK, imds);
+        chain
+            .provide_credentials()
+            .await
+            .expect_err("no credentials anywhere")
+    }
+
+    /// A metadata stand-in that answers every request with 403, as IMDS does when it is
+    /// disabled for the instance.
+    async fn refusing_metadata() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn a_refusing_metadata_service_means_no_credentials_anywhere() {
+        let error = metadata_chain_error(&refusing_metadata().await).await;
+        // The SDK reports the refusal as a provider error, not as "not loaded".
+        assert!(
+            !matches!(error, CredentialsError::CredentialsNotLoaded(_)),
+            "{error:?}"
+        );
+        let classified = classify_credentials(&error, &clients(None));
+        assert_eq!(classified.reason(), "no_aws_credentials");
+        assert_eq!(classified.sqlstate(), "28000");
+        let text = classified.to_string();
+        assert!(text.starts_with("no AWS credentials found"), "{text}");
+        assert!(text.contains("profile `default`"), "{text}");
+        assert!(
+            text.contains("instance metadata endpoint refused"),
+            "{text}"
+        );
+        assert!(!text.contains("IMDS session token"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_metadata_service_means_no_credentials_anywhere() {
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("address")
+        };
+        let error = metadata_chain_error(&format!("http://{closed}")).await;
+        assert!(
+            matches!(error, CredentialsError::CredentialsNotLoaded(_)),
+            "{error:?}"
+        );
+        let text = classify_credentials(&error, &clients(Some("work"))).to_string();
+        assert!(text.starts_with("no AWS credentials found"), "{text}");
+        assert!(text.contains("profile `work`"), "{text}");
+        assert!(text.contains("aws sso login --profile work"), "{text}");
+        assert!(
+            text.contains("instance metadata endpoint could not be reached"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn another_chain_failure_is_not_called_missing_credentials() {
+        let error = CredentialsError::provider_error("credential_process exited with status 1");
+        let classified = classify_credentials(&error, &clients(None));
+        assert_eq!(classified.reason(), "unavailable");
+        assert!(
+            classified.to_string().contains("credential_process exited"),
+            "{classified}"
+        );
     }
 
     #[test]

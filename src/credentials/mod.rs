@@ -106,15 +106,17 @@ pub enum CredentialError {
         /// Further permissions the target's options need, as text starting with "; ".
         extra: String,
     },
-    /// The AWS credential chain found nothing.
+    /// The AWS credential chain found nothing: every link had nothing and the last one,
+    /// instance metadata, refused or did not answer (the laptop case). The message lists
+    /// where the proxy looked and how to provide credentials, not how IMDS failed.
     #[error(
-        "no AWS credentials found: the proxy looked in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), the shared files (~/.aws/credentials, ~/.aws/config{profile}), web identity (AWS_WEB_IDENTITY_TOKEN_FILE, EKS IRSA), EKS Pod Identity / ECS container credentials and EC2 instance metadata; configure one of them, e.g. `aws configure` or `aws sso login`, or pass --aws-profile ({detail})"
+        "no AWS credentials found: the proxy looked in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), profile `{profile}` in ~/.aws/config and ~/.aws/credentials, SSO (sso_session or sso_start_url in that profile), web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN) and container or instance metadata ({metadata}); provide one: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, run `aws configure`, or `aws configure sso` and `aws sso login --profile {profile}`, choose another profile with --aws-profile or AWS_PROFILE, or run the proxy with an IAM role (EC2 instance profile, ECS task role, EKS IRSA or Pod Identity)"
     )]
     NoAwsCredentials {
-        /// ` (profile NAME)` or empty.
+        /// The profile the chain read (`--aws-profile`, `AWS_PROFILE`, else `default`).
         profile: String,
-        /// The chain's own last error, without secrets.
-        detail: String,
+        /// What the metadata service did, as a short phrase (never the SDK's text).
+        metadata: String,
     },
     /// An SSO session (legacy or `sso-session`) has expired.
     #[error(

@@ -287,6 +287,10 @@ async fn aws_down_and_no_aws_credentials_are_explained() {
     assert_eq!(code, "28000");
     assert!(message.contains("no AWS credentials found"), "{message}");
     assert!(message.contains("~/.aws/credentials"), "{message}");
+    assert!(
+        message.contains("AWS_EC2_METADATA_DISABLED=true"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,4 +344,123 @@ async fn a_password_the_server_refuses_is_fetched_anew() {
             .expect("the fresh password is cached"),
     );
     assert_eq!(fake.requests().len(), 2);
+}
+
+/// A stand-in for the instance metadata service that refuses every request with 403, as
+/// IMDS does when it is disabled; counts the requests, so the test knows the proxy asked it
+/// (and not the real 169.254.169.254, which these tests never reach).
+async fn refusing_metadata() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (format!("http://{address}"), asked)
+}
+
+/// The laptop case: no AWS keys, an empty HOME (no ~/.aws), and instance metadata that
+/// refuses. The chain ends at metadata, and the SDK calls that "failed to load IMDS session
+/// token"; the client and `--check` read instead that no AWS credentials were found, where
+/// the proxy looked and how to provide some, and the default log holds the proxy's own line
+/// and no multi-line or kilobyte-long line from the SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_aws_configuration_on_a_laptop_says_so() {
+    use std::sync::atomic::Ordering;
+    let server = PgServer::shared();
+    let (metadata, asked) = refusing_metadata().await;
+    // Never reached: the chain fails before any Redshift call.
+    let unused_api = format!("http://127.0.0.1:{}", pg::free_port());
+    let port = pg::free_port();
+    let port_text = port.to_string();
+    let target = format!(
+        "localhost:{}/dev?cluster=c1&region=us-east-1&db_user=alice",
+        server.port()
+    );
+    let laptop = |args: &[&str]| {
+        ProxyCommand::new(args)
+            .env("AWS_ACCESS_KEY_ID", None)
+            .env("AWS_SECRET_ACCESS_KEY", None)
+            .env("AWS_EC2_METADATA_DISABLED", None)
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", Some(&metadata))
+    };
+    let assert_explained = |message: &str| {
+        assert!(message.contains("no AWS credentials found"), "{message}");
+        for source in [
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            "profile `default` in ~/.aws/config and ~/.aws/credentials",
+            "SSO",
+            "AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN",
+            "instance metadata endpoint refused",
+            "aws configure",
+            "aws sso login --profile default",
+        ] {
+            assert!(message.contains(source), "{source} missing: {message}");
+        }
+        assert!(!message.contains("IMDS session token"), "{message}");
+        assert!(!message.contains("credential chain failed"), "{message}");
+    };
+
+    let proxy = laptop(&[
+        &target,
+        "--port",
+        &port_text,
+        "--aws-endpoint-url",
+        &unused_api,
+    ])
+    .spawn(port);
+    let (code, message) = db_error(&connect(&proxy, "x").await.expect_err("no credentials"));
+    assert_eq!(code, "28000");
+    assert_explained(&message);
+    assert!(
+        asked.load(Ordering::SeqCst) > 0,
+        "the metadata stand-in was asked"
+    );
+
+    // The default (info) log: the proxy's own line says it, and whatever the SDK's crates
+    // log at that level is one short line.
+    let log = proxy.stop();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("redshift_auth_proxy::session")
+                && line.contains("no AWS credentials found")),
+        "{log}"
+    );
+    for line in log.lines().filter(|line| !line.is_empty()) {
+        // Each event is one line starting with its timestamp: a Debug dump spilling over
+        // several lines would not.
+        assert!(
+            line.starts_with(|c: char| c.is_ascii_digit()),
+            "a continuation line: {line}\n{log}"
+        );
+        // A line whose target is one of the SDK's crates (aws_config, aws_smithy_*, …).
+        let from_sdk = line.contains(" aws_") || line.contains(": aws_");
+        assert!(!from_sdk || line.len() <= 300, "long SDK line: {line}");
+    }
+    assert!(!log.contains("IMDS session token"), "{log}");
+    assert!(!log.contains("HttpResponse"), "SDK Debug output: {log}");
+
+    // --check prints the same explanation on the target's line.
+    let (status, stdout, _) =
+        laptop(&[&target, "--aws-endpoint-url", &unused_api, "--check"]).output();
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert!(stdout.starts_with("FAILED"), "{stdout}");
+    assert_explained(&stdout);
 }
