@@ -48,6 +48,73 @@ impl CancelKey {
             secret_key,
         })
     }
+
+    /// The key as a BackendKeyData payload or a CancelRequest body: process id then secret.
+    pub fn to_payload(self) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        out[..4].copy_from_slice(&self.process_id.to_be_bytes());
+        out[4..].copy_from_slice(&self.secret_key.to_be_bytes());
+        out
+    }
+}
+
+/// The payload length of a protocol 3.0 BackendKeyData: two Int32s.
+pub const BACKEND_KEY_DATA_PAYLOAD_LEN: usize = 8;
+
+/// Why a greeting's BackendKeyData could not be replaced. Either means the bytes were not
+/// the complete messages a login collects, so the greeting must not reach the client: it
+/// could carry the server's own key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendKeyError {
+    /// A message's length field runs past the buffer or is below 4.
+    #[error("the greeting is not a sequence of complete messages at byte {offset}")]
+    Framing {
+        /// Where the broken message starts.
+        offset: usize,
+    },
+    /// A BackendKeyData whose payload is not two Int32s (protocol 3.2 keys are longer; the
+    /// proxy asks the server for 3.0).
+    #[error("a BackendKeyData of {len} payload bytes, not {BACKEND_KEY_DATA_PAYLOAD_LEN}")]
+    Length {
+        /// The payload length found.
+        len: usize,
+    },
+}
+
+/// Replaces the key of every BackendKeyData (`'K'`) message in `greeting`, a sequence of
+/// complete backend messages, with `key`, in place; every other byte is left as it is.
+/// Returns the key the server had sent (the last one, as a login keeps), or `None` when the
+/// greeting held no BackendKeyData. The proxy issues its own keys so a client never learns
+/// the server's: a CancelRequest then has to come through the proxy's registry, and a
+/// forged or stale key reaches no server.
+pub fn replace_backend_key(
+    greeting: &mut [u8],
+    key: CancelKey,
+) -> Result<Option<CancelKey>, BackendKeyError> {
+    let mut replaced = None;
+    let mut offset = 0;
+    while offset < greeting.len() {
+        let broken = BackendKeyError::Framing { offset };
+        let length = greeting
+            .get(offset + 1..offset + 5)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or(broken.clone())? as usize;
+        let end = (offset + 1)
+            .checked_add(length)
+            .filter(|&end| length >= 4 && end <= greeting.len())
+            .ok_or(broken)?;
+        if greeting[offset] == b'K' {
+            let payload = &mut greeting[offset + 5..end];
+            if payload.len() != BACKEND_KEY_DATA_PAYLOAD_LEN {
+                return Err(BackendKeyError::Length { len: payload.len() });
+            }
+            replaced = CancelKey::from_payload(payload);
+            payload.copy_from_slice(&key.to_payload());
+        }
+        offset = end;
+    }
+    Ok(replaced)
 }
 
 /// What the client asked for with its first packet.
@@ -291,6 +358,101 @@ pub fn encode_cancel_request(key: CancelKey) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn backend_message(tag: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend_from_slice(&((payload.len() + 4) as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn backend_key_data_is_replaced_and_nothing_else_changes() {
+        let server = CancelKey {
+            process_id: 4242,
+            secret_key: -7,
+        };
+        let proxy = CancelKey {
+            process_id: 99,
+            secret_key: 0x1234_5678,
+        };
+        let parts = [
+            backend_message(b'R', &0u32.to_be_bytes()),
+            backend_message(b'S', b"server_version\08.0.2\0"),
+            // A K inside another message's payload must not be taken for a message.
+            backend_message(b'N', b"SK\0\0\0\x0c\0"),
+            backend_message(b'K', &server.to_payload()),
+            backend_message(b'Z', b"I"),
+        ];
+        let mut greeting = parts.concat();
+        assert_eq!(replace_backend_key(&mut greeting, proxy), Ok(Some(server)));
+        let mut want = parts.clone();
+        want[3] = backend_message(b'K', &proxy.to_payload());
+        assert_eq!(greeting, want.concat());
+        let server_bytes = server.to_payload();
+        assert!(
+            !greeting.windows(8).any(|w| w == server_bytes),
+            "the server's key is gone"
+        );
+    }
+
+    #[test]
+    fn a_greeting_without_backend_key_data_is_untouched() {
+        let original = [
+            backend_message(b'R', &0u32.to_be_bytes()),
+            backend_message(b'Z', b"I"),
+        ]
+        .concat();
+        let mut greeting = original.clone();
+        let key = CancelKey {
+            process_id: 1,
+            secret_key: 2,
+        };
+        assert_eq!(replace_backend_key(&mut greeting, key), Ok(None));
+        assert_eq!(greeting, original);
+        assert_eq!(replace_backend_key(&mut [], key), Ok(None));
+    }
+
+    #[test]
+    fn malformed_greetings_are_refused() {
+        let key = CancelKey {
+            process_id: 1,
+            secret_key: 2,
+        };
+        // A 3.2-style long secret cannot be replaced by a 3.0 key.
+        let mut long = backend_message(b'K', &[7u8; 36]);
+        assert_eq!(
+            replace_backend_key(&mut long, key),
+            Err(BackendKeyError::Length { len: 36 })
+        );
+        // A length past the end, a length below 4, a truncated header.
+        let mut past = backend_message(b'K', &[0u8; 8]);
+        past.truncate(10);
+        assert_eq!(
+            replace_backend_key(&mut past, key),
+            Err(BackendKeyError::Framing { offset: 0 })
+        );
+        let mut short = [b'Z', 0, 0, 0, 3];
+        assert_eq!(
+            replace_backend_key(&mut short, key),
+            Err(BackendKeyError::Framing { offset: 0 })
+        );
+        let mut header = [backend_message(b'Z', b"I"), vec![b'K', 0]].concat();
+        assert_eq!(
+            replace_backend_key(&mut header, key),
+            Err(BackendKeyError::Framing { offset: 6 })
+        );
+    }
+
+    #[test]
+    fn cancel_keys_round_trip_through_payloads() {
+        let key = CancelKey {
+            process_id: i32::MIN,
+            secret_key: -1,
+        };
+        assert_eq!(CancelKey::from_payload(&key.to_payload()), Some(key));
+        assert_eq!(&encode_cancel_request(key)[8..], &key.to_payload());
+    }
 
     fn packet(code: u32, body: &[u8]) -> Vec<u8> {
         let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();

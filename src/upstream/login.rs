@@ -1,6 +1,7 @@
 //! The login on the server: the StartupMessage, the answers to the server's authentication
 //! requests, and the greeting up to the first ReadyForQuery, collected to be forwarded to
-//! the client untouched.
+//! the client as it is but for BackendKeyData, whose key the session replaces with one the
+//! proxy issues (see [`crate::protocol::startup::replace_backend_key`]).
 
 use crate::protocol::sqlstate;
 use std::io;
@@ -14,6 +15,7 @@ use super::UpstreamError;
 use super::auth::{AuthStep, PasswordAuthenticator};
 use crate::net::pg_stream::{PgStream, ReadError};
 use crate::protocol::error_response;
+use crate::protocol::startup::BACKEND_KEY_DATA_PAYLOAD_LEN;
 use crate::protocol::{CancelKey, parse_auth_request};
 
 /// Largest message accepted from the server before the relay starts. Login messages are
@@ -25,7 +27,8 @@ const MAX_LOGIN_MESSAGE_LEN: usize = 1 << 20;
 #[derive(Debug)]
 pub struct Greeting {
     /// AuthenticationOk, ParameterStatus, BackendKeyData, NoticeResponse … ReadyForQuery,
-    /// exactly as the server sent them.
+    /// exactly as the server sent them: complete messages, so the session can replace the
+    /// server's key before the client sees it.
     pub forward: BytesMut,
     /// The server's BackendKeyData, which a CancelRequest must name.
     pub backend_key: Option<CancelKey>,
@@ -110,7 +113,15 @@ where
                     message: message_text,
                 });
             }
-            b'K' if authenticated && CancelKey::from_payload(payload).is_some() => {
+            // Only a 3.0 key (two Int32s) can be replaced by the proxy's; anything else
+            // would reach the client as the server sent it.
+            b'K' if authenticated => {
+                if payload.len() != BACKEND_KEY_DATA_PAYLOAD_LEN {
+                    return Err(protocol(format!(
+                        "a BackendKeyData of {} bytes, not {BACKEND_KEY_DATA_PAYLOAD_LEN}",
+                        payload.len()
+                    )));
+                }
                 backend_key = CancelKey::from_payload(payload);
                 forward.extend_from_slice(message.bytes);
             }

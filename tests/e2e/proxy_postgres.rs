@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::pg::{self, PgServer};
 use crate::support::proxy::{ProxyOptions, TestProxy};
+use crate::support::scripted;
 use futures_util::{SinkExt, StreamExt, pin_mut};
+use redshift_auth_proxy::protocol::{CancelKey, startup};
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -183,6 +185,184 @@ async fn notices_and_errors_reach_the_client() {
         .expect("after error");
     assert_eq!(row.get::<_, i32>(0), 7);
     drop(client);
+    proxy.stop().await;
+}
+
+/// A simple Query message.
+fn simple_query(sql: &str) -> Vec<u8> {
+    let mut text = sql.as_bytes().to_vec();
+    text.push(0);
+    scripted::message(b'Q', &text)
+}
+
+/// Messages from `stream` up to and including ReadyForQuery, within 40 s.
+async fn until_ready(stream: &mut tokio::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut messages = Vec::new();
+    loop {
+        let (tag, payload) =
+            tokio::time::timeout(Duration::from_secs(40), scripted::read_message(stream))
+                .await
+                .expect("an answer within 40 s")
+                .expect("the session is open");
+        messages.push((tag, payload));
+        if tag == b'Z' {
+            return messages;
+        }
+    }
+}
+
+/// Sends a CancelRequest for `key` to the proxy and waits for it to close the connection
+/// without an answer, as PostgreSQL does.
+async fn send_cancel(proxy: &TestProxy, key: CancelKey) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect for the cancel");
+    stream
+        .write_all(&startup::encode_cancel_request(key))
+        .await
+        .expect("CancelRequest");
+    let mut nothing = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut nothing))
+        .await
+        .expect("the proxy closes the cancel connection")
+        .expect("clean close");
+    assert!(
+        nothing.is_empty(),
+        "nothing is answered to a cancel request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_get_proxy_issued_cancel_keys_and_forged_ones_cancel_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let server = PgServer::shared();
+    let proxy = proxy_for(server, pg::SCRAM_USER, pg::SCRAM_PASSWORD).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect to the proxy");
+    scripted::send_startup(&mut stream, &[("user", "anything"), ("database", "dev")]).await;
+    let greeting = until_ready(&mut stream).await;
+    let keys: Vec<CancelKey> = greeting
+        .iter()
+        .filter(|(tag, _)| *tag == b'K')
+        .map(|(_, payload)| {
+            assert_eq!(payload.len(), 8, "BackendKeyData holds two Int32s");
+            CancelKey::from_payload(payload).expect("a key")
+        })
+        .collect();
+    let [issued] = keys[..] else {
+        panic!("one BackendKeyData in the greeting, not {keys:?}");
+    };
+    assert!(issued.process_id > 0, "a positive process id: {issued:?}");
+    assert_eq!(proxy.cancel.len(), 1, "the issued key is registered");
+
+    // The server's process id is not the one the client was given.
+    stream
+        .write_all(&simple_query("select pg_backend_pid()"))
+        .await
+        .expect("query");
+    let answer = until_ready(&mut stream).await;
+    let server_pid: i32 = answer
+        .iter()
+        .find(|(tag, _)| *tag == b'D')
+        .and_then(|(_, row)| std::str::from_utf8(row.get(6..)?).ok()?.parse().ok())
+        .expect("pg_backend_pid() in a DataRow");
+    assert_ne!(
+        server_pid, issued.process_id,
+        "the client's BackendKeyData is the proxy's, not the server's"
+    );
+
+    // Forged keys while a query runs: the issued pid with another secret, the server's pid
+    // with the issued secret, a made-up key. None reaches the server; the query finishes.
+    stream
+        .write_all(&simple_query("select pg_sleep(1.5)"))
+        .await
+        .expect("query");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let forged = [
+        CancelKey {
+            process_id: issued.process_id,
+            secret_key: issued.secret_key ^ 1,
+        },
+        CancelKey {
+            process_id: server_pid,
+            secret_key: issued.secret_key,
+        },
+        CancelKey {
+            process_id: 1,
+            secret_key: 1,
+        },
+    ];
+    for key in forged {
+        send_cancel(&proxy, key).await;
+    }
+    let answer = until_ready(&mut stream).await;
+    assert!(
+        answer.iter().all(|(tag, _)| *tag != b'E'),
+        "a forged key cancelled the query: {:?}",
+        answer
+            .iter()
+            .find(|(tag, _)| *tag == b'E')
+            .map(|(_, e)| scripted::error_field(e, b'M'))
+    );
+    assert_eq!(proxy.cancel.counts().unknown, 3);
+    assert_eq!(proxy.cancel.counts().forwarded, 0);
+    let metrics = proxy.metrics.encode();
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("redshift_proxy_cancel_requests_total{")
+                && line.contains("outcome=\"unknown_key\"")
+                && line.ends_with(" 3")
+        ),
+        "{metrics}"
+    );
+
+    // The issued key cancels: the proxy forwards the server's key. A cancel that lands before
+    // the backend runs the query is ignored by PostgreSQL, so it is repeated each second.
+    stream
+        .write_all(&simple_query("select pg_sleep(30)"))
+        .await
+        .expect("query");
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let error = loop {
+        assert!(started.elapsed() < Duration::from_secs(10), "not cancelled");
+        send_cancel(&proxy, issued).await;
+        let next = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match scripted::read_message(&mut stream).await {
+                    Some((b'T', _)) => continue,
+                    other => return other,
+                }
+            }
+        });
+        match next.await {
+            Ok(Some((b'E', payload))) => break payload,
+            Ok(other) => panic!("{other:?} instead of the cancel's error"),
+            Err(_) => continue,
+        }
+    };
+    assert_eq!(
+        scripted::error_field(&error, b'C').as_deref(),
+        Some("57014"),
+        "{:?}",
+        scripted::error_field(&error, b'M')
+    );
+    assert!(proxy.cancel.counts().forwarded >= 1);
+    assert_eq!(until_ready(&mut stream).await.len(), 1, "ReadyForQuery");
+
+    // Once the session is closed its key is stale: counted, sent nowhere.
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !proxy.cancel.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(proxy.cancel.is_empty(), "the closed session's key is gone");
+    let forwarded = proxy.cancel.counts().forwarded;
+    send_cancel(&proxy, issued).await;
+    assert_eq!(proxy.cancel.counts().unknown, 4);
+    assert_eq!(proxy.cancel.counts().forwarded, forwarded);
     proxy.stop().await;
 }
 

@@ -341,6 +341,23 @@ async fn check_driver(setup: &Setup, driver: &Driver) {
         "{name}"
     );
 
+    // The key the driver was given is the proxy's, not PostgreSQL's.
+    stream
+        .write_all(&query("select pg_backend_pid()"))
+        .await
+        .expect("query");
+    let answer = until_ready(&mut stream, name).await;
+    let backend_pid = rows(&answer)
+        .first()
+        .and_then(|row| row.first().cloned().flatten())
+        .unwrap_or_else(|| panic!("{name}: no pg_backend_pid() row"));
+    let issued_pid = i32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+    assert_ne!(
+        backend_pid,
+        issued_pid.to_string(),
+        "{name}: the BackendKeyData is the proxy's"
+    );
+
     check_cancel(setup, &mut stream, &key, name).await;
 }
 

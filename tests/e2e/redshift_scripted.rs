@@ -1,6 +1,7 @@
 //! What a real PostgreSQL cannot show, against a scripted Redshift-like upstream: the SHA-256
 //! digest challenge (code 13) checked with a formula written here from the wire-protocol facts
-//! in docs/architecture.md, Redshift's greeting relayed byte for byte, refusals (wrong digest,
+//! in docs/architecture.md, Redshift's greeting relayed byte for byte but for the proxy's
+//! cancel key, refusals (wrong digest,
 //! scrypt, IdP token), startup parameter rewriting, an upstream without TLS, a silent
 //! upstream, and the cleartext and MD5 answers.
 
@@ -14,6 +15,7 @@ use crate::support::scripted::{
     ScriptedUpstream, error_field, message, read_message, send_startup, send_startup_version,
 };
 use md5::Md5;
+use redshift_auth_proxy::protocol::{CancelKey, startup};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -197,7 +199,7 @@ fn redshift_greeting() -> Vec<u8> {
     ] {
         out.extend(parameter_status(name, value));
     }
-    // pid 1073742123, secret -559038737 (0xdeadbeef as Int32): a negative key must survive.
+    // pid 1073742123, secret -559038737 (0xdeadbeef as Int32): a negative key must be read.
     let mut key = 1_073_742_123i32.to_be_bytes().to_vec();
     key.extend_from_slice(&0xdead_beef_u32.to_be_bytes());
     out.extend(message(b'K', &key));
@@ -207,6 +209,26 @@ fn redshift_greeting() -> Vec<u8> {
     ));
     out.extend(message(b'Z', b"I"));
     out
+}
+
+/// `greeting` as the client should receive it: every byte as the server sent it but the
+/// BackendKeyData, which carries the key the proxy issued (read from `received`, what the
+/// client got) and never the server's.
+fn with_issued_key(greeting: &[u8], received: &[u8]) -> Vec<u8> {
+    let placeholder = CancelKey {
+        process_id: 0,
+        secret_key: 0,
+    };
+    let issued = startup::replace_backend_key(&mut received.to_vec(), placeholder)
+        .expect("the client got complete messages")
+        .expect("the client got a BackendKeyData");
+    let mut want = greeting.to_vec();
+    let server = startup::replace_backend_key(&mut want, issued)
+        .expect("the server's greeting is complete messages")
+        .expect("the server sent a BackendKeyData");
+    assert_ne!(issued, server, "the client never gets the server's key");
+    assert!(issued.process_id > 0, "{issued:?}");
+    want
 }
 
 /// A small greeting for the tests that only care about the login.
@@ -389,7 +411,7 @@ fn test_formulas_reproduce_the_documented_vectors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redshift_digest_login_relays_the_greeting_untouched() {
+async fn redshift_digest_login_relays_the_greeting_with_the_proxys_cancel_key() {
     let pki = Pki::new();
     let started = now_millis();
     let greeting = redshift_greeting();
@@ -424,8 +446,9 @@ async fn redshift_digest_login_relays_the_greeting_untouched() {
     let mut received = message(tag, &payload);
     received.extend(read_exactly(&mut client, greeting.len().saturating_sub(received.len())).await);
     assert_eq!(
-        received, greeting,
-        "the greeting reaches the client exactly as the server sent it"
+        received,
+        with_issued_key(&greeting, &received),
+        "the greeting reaches the client as the server sent it but for the cancel key"
     );
     assert_eq!(
         proxy.cancel.len(),
@@ -634,8 +657,9 @@ async fn a_protocol_3_0_client_gets_no_negotiate_protocol_version() {
     let (received, greeting, _) = login_with_client_params(0).await;
     assert_eq!(char::from(received[0]), 'R', "AuthenticationOk first");
     assert_eq!(
-        received, greeting,
-        "the greeting untouched, nothing before it"
+        received,
+        with_issued_key(&greeting, &received),
+        "the greeting untouched but for the cancel key, nothing before it"
     );
 }
 
@@ -652,7 +676,8 @@ async fn a_protocol_3_2_client_gets_negotiate_protocol_version_as_postgresql_sen
         &negotiation[..],
         "as PostgreSQL 15 answers the same StartupMessage"
     );
-    assert_eq!(&received[negotiation.len()..], &greeting[..]);
+    let rest = &received[negotiation.len()..];
+    assert_eq!(rest, &with_issued_key(&greeting, rest)[..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -761,7 +786,11 @@ async fn cleartext_and_md5_requests_get_the_right_bytes() {
         let proxy = proxy_to(&pki, upstream.port, &target_query(), password).await;
         let mut client = connect_client(&proxy, &[("user", "someone")]).await;
         let received = read_exactly(&mut client, greeting.len()).await;
-        assert_eq!(received, greeting, "{name}: greeting");
+        assert_eq!(
+            received,
+            with_issued_key(&greeting, &received),
+            "{name}: greeting"
+        );
         query_then_terminate(&mut client).await;
         let observed = upstream.observed().await;
         let (tag, payload) = observed.auth_reply.expect("an answer");

@@ -65,6 +65,8 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     /// The cancel registry, to see registrations and counts.
     pub cancel: Arc<CancelRegistry>,
+    /// The proxy's metrics, to see what an operator would.
+    pub metrics: Arc<Metrics>,
     stop: StopTokens,
     handle: JoinHandle<usize>,
 }
@@ -111,6 +113,7 @@ impl TestProxy {
         TestProxy {
             addr,
             cancel,
+            metrics,
             stop,
             handle,
         }
