@@ -753,6 +753,33 @@ async fn a_silent_upstream_fails_after_the_connect_timeout() {
     proxy.stop().await;
 }
 
+/// A BackendKeyData the proxy cannot replace (a protocol 3.2-style 32-byte secret) must not
+/// reach the client as the server sent it: the login is refused and nothing is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_key_the_proxy_cannot_replace_is_refused_not_relayed() {
+    let pki = Pki::new();
+    let mut long_key = 4242i32.to_be_bytes().to_vec();
+    long_key.extend_from_slice(&[0xab; 32]);
+    let mut greeting = message(b'R', &[0, 0, 0, 0]);
+    greeting.extend(parameter_status("server_version", "8.0.2"));
+    greeting.extend(message(b'K', &long_key));
+    greeting.extend(message(b'Z', b"I"));
+    let upstream = ScriptedUpstream::start(
+        pki.server_config(),
+        message(b'R', &3u32.to_be_bytes()),
+        |tag, payload| tag == b'p' && payload == b"pw\0",
+        greeting,
+    )
+    .await;
+    let proxy = proxy_to(&pki, upstream.port, &target_query(), "pw").await;
+    let mut client = connect_client(&proxy, &[("user", "someone")]).await;
+    let (code, text, _) = expect_error_then_close(&mut client).await;
+    assert_eq!(code, "08006", "{text}");
+    assert!(text.contains("BackendKeyData of 36 bytes"), "{text}");
+    assert!(proxy.cancel.is_empty(), "no key registered");
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleartext_and_md5_requests_get_the_right_bytes() {
     let pki = Pki::new();
