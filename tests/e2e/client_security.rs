@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::certs::{ClientCa, TestPki, unrelated_ca_pem};
 use crate::support::client_side::{
-    Files, assert_logged_in, fingerprint, pem_der, provider, psql, served_certificate, server_cert,
-    start, start_with_targets, target, tokio_pg,
+    Files, assert_logged_in, assert_psql_logs_in_plain_and_over_tls, fingerprint, pem_der,
+    provider, psql, served_certificate, server_cert, start, start_with_targets, target, tokio_pg,
 };
 use crate::support::eventually::eventually;
 use crate::support::pg::{self, PgServer, current_user};
@@ -249,18 +249,9 @@ async fn scram_lets_the_right_password_in_and_refuses_wrong_and_unknown_alike() 
         format!("host=127.0.0.1 port={port} dbname=dev user={user} sslmode={sslmode}")
     };
 
-    // psql with PGPASSWORD, plain and over TLS (libpq then prefers channel binding, which the
-    // proxy does not offer: it must go on without).
-    for sslmode in ["disable", "require"] {
-        let run = psql(
-            server,
-            &conninfo("alice", sslmode),
-            "select current_user",
-            Some("alice-pw Ω"),
-        )
-        .await;
-        assert_logged_in(&run);
-    }
+    // psql with PGPASSWORD, plain and over TLS (where libpq's default channel_binding=prefer
+    // binds with SCRAM-SHA-256-PLUS).
+    assert_psql_logs_in_plain_and_over_tls(server, port, "alice", "alice-pw Ω").await;
     let wrong = psql(
         server,
         &conninfo("alice", "disable"),
@@ -550,16 +541,7 @@ async fn cleartext_password_auth_checks_the_verifiers_and_needs_tls_off_loopback
     let conninfo = |user: &str, sslmode: &str| {
         format!("host=127.0.0.1 port={port} dbname=dev user={user} sslmode={sslmode}")
     };
-    for sslmode in ["disable", "require"] {
-        let run = psql(
-            server,
-            &conninfo("alice", sslmode),
-            "select current_user",
-            Some("alice-pw Ω"),
-        )
-        .await;
-        assert_logged_in(&run);
-    }
+    assert_psql_logs_in_plain_and_over_tls(server, port, "alice", "alice-pw Ω").await;
     for (user, password) in [("alice", "nope"), ("mallory", "alice-pw Ω")] {
         let (code, message) = tokio_pg(
             &format!("{} password='{password}'", conninfo(user, "disable")),

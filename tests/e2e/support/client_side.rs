@@ -120,6 +120,22 @@ pub fn assert_logged_in(run: &Psql) {
     assert_eq!(run.stdout.trim(), pg::SCRAM_USER, "{}", run.stdout);
 }
 
+/// psql logs in to the proxy on `port` as `user` with `password` (PGPASSWORD), once in plain
+/// text and once over TLS: what every password method must allow.
+pub async fn assert_psql_logs_in_plain_and_over_tls(
+    server: &PgServer,
+    port: u16,
+    user: &str,
+    password: &str,
+) {
+    for sslmode in ["disable", "require"] {
+        let conninfo =
+            format!("host=127.0.0.1 port={port} dbname=dev user={user} sslmode={sslmode}");
+        let run = psql(server, &conninfo, "select current_user", Some(password)).await;
+        assert_logged_in(&run);
+    }
+}
+
 /// Connects with tokio-postgres over `tls`, returning the SQLSTATE and message of a refusal.
 pub async fn tokio_pg<T>(conninfo: &str, tls: T) -> Result<tokio_postgres::Client, (String, String)>
 where
