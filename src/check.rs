@@ -14,6 +14,7 @@ use crate::session::{TargetContext, credential_request};
 use crate::target::TargetKind;
 use crate::upstream;
 use crate::upstream::auth::PasswordAuthenticator;
+use crate::upstream::compression::Compression;
 
 /// The answer to `select 1` is a few small messages; anything huge is not a PostgreSQL server.
 const MAX_CHECK_MESSAGE_LEN: usize = 1 << 20;
@@ -31,6 +32,8 @@ pub struct CheckReport {
     pub db_user: Option<String>,
     /// The server's `server_version`.
     pub server_version: Option<String>,
+    /// With `compression` on: whether the server acknowledged it (`'z'`) and compresses.
+    pub compressed: Option<bool>,
     /// Credentials to the answer of `select 1`.
     pub setup: Duration,
     /// Why it failed, if it did.
@@ -50,6 +53,11 @@ impl CheckReport {
             self.server_version.as_deref().unwrap_or("-"),
             self.setup.as_millis()
         );
+        match self.compressed {
+            Some(true) => line.push_str(" compression=acknowledged"),
+            Some(false) => line.push_str(" compression=not-acknowledged"),
+            None => {}
+        }
         if let Some(error) = &self.error {
             line.push_str(": ");
             line.push_str(error);
@@ -74,6 +82,7 @@ pub async fn check_target(ctx: &TargetContext, os_user: Option<&str>) -> CheckRe
         api: ctx.credentials.api(),
         db_user: None,
         server_version: None,
+        compressed: None,
         setup: Duration::ZERO,
         error: None,
     };
@@ -111,6 +120,9 @@ async fn run_check(
         .await
         .map_err(|e| e.to_string())?;
     report.server_version = greeting.server_version.clone();
+    if ctx.endpoint.compression != Compression::Off {
+        report.compressed = Some(server.get_ref().compressed());
+    }
 
     let mut out = BytesMut::new();
     frontend::query("select 1", &mut out).map_err(|e| e.to_string())?;

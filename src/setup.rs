@@ -22,6 +22,7 @@ use crate::session::TargetContext;
 use crate::target::TargetKind;
 use crate::upstream::UpstreamEndpoint;
 use crate::upstream::cancel::CancelRegistry;
+use crate::upstream::compression::WireCounters;
 use crate::upstream::tls::{TlsConfigError, upstream_client_config};
 
 /// A target that cannot be set up; the message names the target and the fix.
@@ -202,6 +203,11 @@ async fn target_context(
             sslmode: listen.sslmode,
             tls,
             connect_timeout: config.connect_timeout,
+            compression: listen.compression,
+            wire: WireCounters {
+                to_server: metrics.wire_up.clone(),
+                from_server: metrics.wire_down.clone(),
+            },
         }),
         credentials,
         cancel: cancel.clone(),

@@ -27,6 +27,7 @@ use crate::client::tls::ClientTlsSettings;
 use crate::credentials::AwsSettings;
 use crate::ops::shutdown::ShutdownDelays;
 use crate::target::Target;
+use crate::upstream::compression::Compression;
 use crate::upstream::tls::{SslMode, UpstreamTrust};
 
 pub use cli::{Cli, Command};
@@ -55,6 +56,8 @@ pub struct ListenTarget {
     pub target: Target,
     /// The target's `sslmode` option, else the global one.
     pub sslmode: SslMode,
+    /// The target's `compression` option, else the global one.
+    pub compression: Compression,
 }
 
 /// The configuration the proxy runs with. Every value in it has been checked, alone and

@@ -10,6 +10,7 @@ use super::LogFormat;
 use super::table::SettingDoc;
 use crate::client::auth::{ClientAuthMethod, ClientSslMode};
 use crate::client::tls::ClientTlsMode;
+use crate::upstream::compression::Compression;
 use crate::upstream::tls::{SslMode, UpstreamRoots};
 
 settings! {
@@ -24,6 +25,11 @@ settings! {
     /// verify-ca (chain only), require (encrypt without checking), disable (no TLS).
     /// A target's sslmode= option overrides it. Example: --sslmode verify-ca.
     sslmode: value<SslMode> = "verify-full", "MODE";
+
+    /// Ask the server to compress what it sends: off, or lz4 (Redshift's wire compression,
+    /// decompressed by the proxy so every client benefits; for slow or metered links). A
+    /// target's compression= option overrides it. Example: --compression lz4.
+    compression: value<Compression> = "off", "MODE";
 
     /// PEM file of extra CA certificates to trust for the server (repeatable), e.g. a
     /// private CA or Amazon's bundle. Example: --upstream-ca /etc/ssl/amazon-trust-ca-bundle.crt.

@@ -356,10 +356,11 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
     // Each setting set to a value that validates together with the others, through the
     // environment and through the file; client_ca cannot go with scram (see the client
     // security tests).
-    let values: [(&str, Option<&str>); 31] = [
+    let values: [(&str, Option<&str>); 32] = [
         ("address", Some("127.0.0.2")),
         ("port", Some("6000")),
         ("sslmode", Some("verify-ca")),
+        ("compression", Some("lz4")),
         ("upstream_ca", Some("a.pem")),
         ("upstream_roots", Some("native")),
         ("connect_timeout", Some("3s")),
@@ -394,6 +395,7 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
     assert_eq!(keys, table, "a new setting needs a value here");
     let check = |config: ProxyConfig| {
         assert_eq!(config.targets[0].listen, "127.0.0.2:6000".parse().unwrap());
+        assert_eq!(config.targets[0].compression, Compression::Lz4);
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(300)));
         assert_eq!(config.worker_threads, Some(2));
         assert_eq!(config.aws.role_session_name.as_deref(), Some("s"));

@@ -133,6 +133,7 @@ fn listen_targets(settings: &Settings) -> Result<Vec<ListenTarget>, ConfigError>
         listen_targets.push(ListenTarget {
             listen: SocketAddr::new(settings.address, port),
             sslmode: target.sslmode.unwrap_or(settings.sslmode),
+            compression: target.compression.unwrap_or(settings.compression),
             target,
         });
     }

@@ -99,6 +99,7 @@ pub struct Metrics {
     active: Family<TargetLabel, Gauge>,
     setup_seconds: HistogramFamily<TargetLabel>,
     bytes: Family<DirectionLabels, Counter>,
+    upstream_wire_bytes: Family<DirectionLabels, Counter>,
     messages: Family<DirectionLabels, Counter>,
     queries: Family<TargetLabel, Counter>,
     credential_requests: Family<CredentialLabels, Counter>,
@@ -153,6 +154,12 @@ impl Metrics {
             "redshift_proxy_bytes",
             "Bytes relayed after the greeting",
             bytes.clone(),
+        );
+        let upstream_wire_bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "redshift_proxy_upstream_wire_bytes",
+            "Protocol bytes on the server connection as they travel, compressed when the server compresses",
+            upstream_wire_bytes.clone(),
         );
         let messages = Family::<DirectionLabels, Counter>::default();
         registry.register(
@@ -224,6 +231,7 @@ impl Metrics {
             active,
             setup_seconds,
             bytes,
+            upstream_wire_bytes,
             messages,
             queries,
             credential_requests,
@@ -265,6 +273,12 @@ impl Metrics {
             bytes_down: self
                 .bytes
                 .get_or_create_owned(&direction("server_to_client")),
+            wire_up: self
+                .upstream_wire_bytes
+                .get_or_create_owned(&direction("client_to_server")),
+            wire_down: self
+                .upstream_wire_bytes
+                .get_or_create_owned(&direction("server_to_client")),
             messages_up: self
                 .messages
                 .get_or_create_owned(&direction("client_to_server")),
@@ -293,6 +307,10 @@ pub struct TargetMetrics {
     pub bytes_up: Counter,
     /// Bytes server to client.
     pub bytes_down: Counter,
+    /// Bytes written to the server connection (`upstream_wire_bytes`).
+    pub wire_up: Counter,
+    /// Bytes read from the server connection, compressed when the server compresses.
+    pub wire_down: Counter,
     /// Messages client to server.
     pub messages_up: Counter,
     /// Messages server to client.

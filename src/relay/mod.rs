@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::protocol::frame::BadFrameLength;
 use crate::protocol::{FrameHeader, FrameWalker};
+use crate::upstream::compression::{Lz4StreamError, decompress_error};
 
 use buffer_pool::PooledBuffer;
 
@@ -69,6 +70,15 @@ pub enum RelayError {
     /// A message length that cannot be right: the stream is corrupt.
     #[error("{0}")]
     Corrupt(BadFrameLength),
+    /// The server's compressed stream could not be decoded.
+    #[error("{error}")]
+    Decompress {
+        /// What was wrong with it.
+        error: Lz4StreamError,
+        /// The stream toward the client was between messages, so an ErrorResponse can
+        /// still be sent cleanly.
+        client_at_boundary: bool,
+    },
 }
 
 /// Which way a half carries bytes; decides what its headers mean.
@@ -356,7 +366,9 @@ where
         }
         match down.poll_copy(cx, Pin::new(&mut *server), Pin::new(&mut *client)) {
             Poll::Ready(Ok(())) => return Poll::Ready(Ok(RelayEnd::Closed)),
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(into_relay_error_down(e))),
+            Poll::Ready(Err(e)) => {
+                return Poll::Ready(Err(into_relay_error_down(e, down.at_boundary())));
+            }
             Poll::Pending => {}
         }
         if up.done {
@@ -414,9 +426,15 @@ fn into_relay_error_up(e: HalfError) -> RelayError {
     }
 }
 
-fn into_relay_error_down(e: HalfError) -> RelayError {
+fn into_relay_error_down(e: HalfError, client_at_boundary: bool) -> RelayError {
     match e {
-        HalfError::Read(e) => RelayError::Server(e),
+        HalfError::Read(e) => match decompress_error(&e) {
+            Some(error) => RelayError::Decompress {
+                error: error.clone(),
+                client_at_boundary,
+            },
+            None => RelayError::Server(e),
+        },
         HalfError::Write(e) => RelayError::Client(e),
         HalfError::Corrupt(e) => RelayError::Corrupt(e),
     }

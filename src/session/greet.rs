@@ -18,13 +18,13 @@ use super::{Outcome, Session, Summary, TargetContext};
 use crate::net::pg_stream::PgStream;
 use crate::protocol::startup::BackendKeyError;
 use crate::protocol::{CancelKey, ErrorResponse, StartupParams, messages, sqlstate, startup};
-use crate::upstream::UpstreamStream;
+use crate::upstream::ServerStream;
 use crate::upstream::cancel::{IssueError, Registration};
 
 /// A greeted session, ready for the relay.
 pub(super) struct Greeted {
     /// The server connection.
-    pub server: PgStream<UpstreamStream>,
+    pub server: PgStream<ServerStream>,
     /// Keeps the cancel key registered while the session lives.
     pub _registration: Option<Registration>,
 }

@@ -11,12 +11,12 @@ use crate::credentials::{CredentialError, CredentialRequest, DbCredentials, Orig
 use crate::net::pg_stream::PgStream;
 use crate::protocol::{ErrorResponse, StartupParams, sqlstate};
 use crate::upstream::auth::PasswordAuthenticator;
-use crate::upstream::{self, Greeting, UpstreamError, UpstreamStream};
+use crate::upstream::{self, Greeting, ServerStream, UpstreamError};
 
 /// A session logged in on the server, ready to greet the client.
 pub(super) struct LoggedIn {
     /// The server connection, with any bytes it sent past the greeting.
-    pub server: PgStream<UpstreamStream>,
+    pub server: PgStream<ServerStream>,
     /// What the server said after AuthenticationOk.
     pub greeting: Greeting,
     /// `_pq_.*` parameters the client sent and the server was not given.

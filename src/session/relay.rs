@@ -13,7 +13,7 @@ use super::greet::Greeted;
 use super::{Outcome, Session, Summary};
 use crate::net::pg_stream::PgStream;
 use crate::protocol::{ErrorResponse, sqlstate};
-use crate::relay::{self, LiveCounters, RelayControl, RelayEnd};
+use crate::relay::{self, LiveCounters, RelayControl, RelayEnd, RelayError};
 
 impl<C> Session<'_, C>
 where
@@ -47,7 +47,8 @@ where
             idle_timeout: ctx.idle_timeout,
         };
         let (mut client, to_server) = self.client.into_parts();
-        let (mut server, to_client) = server.into_parts();
+        let (mut server, mut to_client) = server.into_parts();
+        server.settle(&mut to_client);
         let relay_started = Instant::now();
         let result = relay::relay(&mut client, &mut server, &to_client, &to_server, &control).await;
         ctx.metrics
@@ -55,6 +56,25 @@ where
             .observe(relay_started.elapsed().as_secs_f64());
         let stats = match result {
             Ok(stats) => stats,
+            Err(RelayError::Decompress {
+                error,
+                client_at_boundary,
+            }) => {
+                span.in_scope(|| {
+                    tracing::warn!(error = %error, "the server's compressed stream is broken: ending the session")
+                });
+                let response = ErrorResponse::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!(
+                        "{error}: the session cannot go on; reconnect, and if this repeats set compression=off for this target"
+                    ),
+                );
+                let said = client_at_boundary.then_some(&response);
+                PgStream::new(client).close_with(said).await;
+                let mut summary = Summary::new(Outcome::RelayError);
+                summary.sqlstate = said.map(|error| error.code.to_owned());
+                return summary;
+            }
             Err(e) => {
                 span.in_scope(|| tracing::info!(error = %e, "relay ended with an error"));
                 return Summary::new(Outcome::RelayError);

@@ -17,6 +17,7 @@ mod tests;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
+use crate::upstream::compression::Compression;
 use crate::upstream::tls::SslMode;
 
 pub use error::TargetError;
@@ -80,6 +81,8 @@ pub struct Target {
     pub custom_domain: Option<String>,
     /// This target's `sslmode`, overriding the global one.
     pub sslmode: Option<SslMode>,
+    /// This target's `compression`, overriding the global one.
+    pub compression: Option<Compression>,
     /// Static password mode: the environment variable that holds the password.
     pub password_env: Option<String>,
     /// Client user names allowed to connect; empty allows everyone.

@@ -7,6 +7,7 @@ use std::ops::RangeInclusive;
 
 use super::error::TargetError;
 use super::parse::{check_database, is_host_name, parse_port};
+use crate::upstream::compression::Compression;
 use crate::upstream::tls::SslMode;
 
 /// How long temporary credentials live unless `duration_seconds` says otherwise.
@@ -189,6 +190,17 @@ pub const TARGET_OPTIONS: &[TargetOption] = &[
         },
     },
     TargetOption {
+        name: "compression",
+        meaning: "ask the server to compress results: lz4 or off; overrides --compression",
+        takes: "one of off, lz4",
+        jdbc_aliases: &[],
+        list: false,
+        apply: |given, value| {
+            given.compression = Some(value.parse().map_err(|_| Refusal::Invalid)?);
+            Ok(())
+        },
+    },
+    TargetOption {
         name: "password_env",
         meaning: "static password mode: the environment variable holding the password",
         takes: "an environment variable name: letters, digits and '_', not starting with a digit",
@@ -275,6 +287,7 @@ pub(super) struct Given {
     pub(super) duration_seconds: u32,
     pub(super) custom_domain: Option<String>,
     pub(super) sslmode: Option<SslMode>,
+    pub(super) compression: Option<Compression>,
     pub(super) password_env: Option<String>,
     pub(super) allowed_users: Vec<String>,
 }
@@ -294,6 +307,7 @@ impl Default for Given {
             duration_seconds: DEFAULT_DURATION_SECONDS,
             custom_domain: None,
             sslmode: None,
+            compression: None,
             password_env: None,
             allowed_users: Vec::new(),
         }

@@ -313,6 +313,7 @@ fn finish(location: Location, given: Given) -> Result<Target, TargetError> {
         duration_seconds: given.duration_seconds,
         custom_domain: given.custom_domain,
         sslmode: given.sslmode,
+        compression: given.compression,
         password_env: given.password_env,
         allowed_users: given.allowed_users,
         lookup_endpoint: short_form,

@@ -250,6 +250,8 @@ mod tests {
             sslmode: crate::upstream::tls::SslMode::Disable,
             tls: None,
             connect_timeout: Duration::from_millis(200),
+            compression: Default::default(),
+            wire: Default::default(),
         })
     }
 

@@ -16,6 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::auth::PasswordAuthenticator;
+use super::compression::ServerLink;
 use super::login::{Greeting, login};
 use super::read_ahead::ReadAhead;
 use super::tls::describe_handshake_error;
@@ -32,6 +33,10 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// ahead in large chunks (see `read_ahead`).
 pub type UpstreamStream = MaybeTls<TcpStream, TlsStream<ReadAhead<TcpStream>>>;
 
+/// The server connection a session reads: plain frames whether or not the server compresses
+/// (see `compression`), the wire bytes counted.
+pub type ServerStream = ServerLink<UpstreamStream>;
+
 /// Opens TCP (and TLS unless `sslmode=disable`) to the server within `connect_timeout`.
 pub async fn connect(endpoint: &UpstreamEndpoint) -> Result<UpstreamStream, UpstreamError> {
     within_connect_timeout(endpoint, connect_inner(endpoint)).await
@@ -39,16 +44,28 @@ pub async fn connect(endpoint: &UpstreamEndpoint) -> Result<UpstreamStream, Upst
 
 /// Connects and logs in (see `login`) within one `connect_timeout`: a server, or a load
 /// balancer in front of it, that completes the handshake and then says nothing must not hold
-/// a session (and its `--max-connections` slot) forever.
+/// a session (and its `--max-connections` slot) forever. With `compression` on, the
+/// StartupMessage also asks the server to compress, and the link decodes what it sends from
+/// the first byte on, so `'z'` and compressed blocks may come at any point of the login.
 pub async fn connect_and_login(
     endpoint: &UpstreamEndpoint,
     params: &[(String, String)],
     auth: &mut PasswordAuthenticator,
-) -> Result<(PgStream<UpstreamStream>, Greeting), UpstreamError> {
+) -> Result<(PgStream<ServerStream>, Greeting), UpstreamError> {
     let address = endpoint.address();
     within_connect_timeout(endpoint, async {
-        let mut server = PgStream::new(connect_inner(endpoint).await?);
-        let greeting = login(&mut server, &address, params, auth).await?;
+        let stream = connect_inner(endpoint).await?;
+        let wire = endpoint.wire.clone();
+        let mut params = params.to_vec();
+        let link = match endpoint.compression.startup_parameter() {
+            None => ServerLink::plain(stream, wire),
+            Some((name, value)) => {
+                params.push((name.to_owned(), value.to_owned()));
+                ServerLink::decoding(stream, wire)
+            }
+        };
+        let mut server = PgStream::new(link);
+        let greeting = login(&mut server, &address, &params, auth).await?;
         Ok((server, greeting))
     })
     .await

@@ -13,6 +13,7 @@ use zeroize::Zeroize;
 
 use super::UpstreamError;
 use super::auth::{AuthStep, PasswordAuthenticator};
+use super::compression::decompress_error;
 use crate::net::pg_stream::{PgStream, ReadError};
 use crate::protocol::error_response;
 use crate::protocol::startup::BACKEND_KEY_DATA_PAYLOAD_LEN;
@@ -53,6 +54,14 @@ where
     };
     let lost = |e: io::Error| protocol(e.to_string());
     let broken = |e: ReadError| {
+        if let ReadError::Io(io) = &e
+            && let Some(source) = decompress_error(io)
+        {
+            return UpstreamError::Compression {
+                address: address.to_owned(),
+                source: source.clone(),
+            };
+        }
         protocol(match e {
             ReadError::Closed | ReadError::Truncated => {
                 "the server closed the connection".to_owned()
@@ -66,6 +75,10 @@ where
             other => other.to_string(),
         })
     };
+    // The proxy speaks protocol 3.0 and passes no client's `_pq_.*` on, so a
+    // NegotiateProtocolVersion answers its own request (`_pq_.compression`): the server
+    // does not know the option and will not compress, which the client need not hear of.
+    let asked_extension = params.iter().any(|(name, _)| name.starts_with("_pq_."));
     let mut out = WipedOnDrop(BytesMut::with_capacity(512));
     let out = &mut out.0;
     let startup = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -138,6 +151,11 @@ where
                     backend_key,
                     server_version,
                 });
+            }
+            b'v' if asked_extension => {
+                tracing::debug!(
+                    "the server does not know the protocol extension the proxy asked for (_pq_.compression); carrying on uncompressed"
+                );
             }
             // NoticeResponse and NegotiateProtocolVersion may come at any time; pass them on.
             b'N' | b'v' => forward.extend_from_slice(message.bytes),

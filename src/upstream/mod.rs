@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod compression;
 mod connect;
 mod login;
 pub(crate) mod read_ahead;
@@ -20,9 +21,10 @@ use rustls::ClientConfig;
 use crate::protocol::error_response::ErrorResponse;
 use crate::protocol::sqlstate;
 use auth::AuthError;
+use compression::{Compression, Lz4StreamError, WireCounters};
 use tls::SslMode;
 
-pub use connect::{UpstreamStream, connect, connect_and_login};
+pub use connect::{ServerStream, UpstreamStream, connect, connect_and_login};
 pub use login::{Greeting, login, upstream_startup_params};
 
 /// Where and how to reach one server.
@@ -38,6 +40,10 @@ pub struct UpstreamEndpoint {
     pub tls: Option<Arc<ClientConfig>>,
     /// How long TCP connect, the TLS handshake and the login together may take.
     pub connect_timeout: Duration,
+    /// Whether the proxy asks the server to compress what it sends.
+    pub compression: Compression,
+    /// Bytes that cross the connection, as sent (compressed when the server compresses).
+    pub wire: WireCounters,
 }
 
 impl UpstreamEndpoint {
@@ -112,6 +118,14 @@ pub enum UpstreamError {
     /// The server asked for something the proxy cannot answer.
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// The server's compressed stream could not be decoded during the login.
+    #[error("the server at {address} sent a broken compressed stream: {source}")]
+    Compression {
+        /// `host:port`.
+        address: String,
+        /// What was wrong with it.
+        source: Lz4StreamError,
+    },
     /// The server broke the protocol or closed during login.
     #[error("the server at {address} broke off the login: {why}")]
     Protocol {
@@ -130,6 +144,7 @@ impl UpstreamError {
             UpstreamError::Server { .. } => return None,
             UpstreamError::Auth(_) => sqlstate::INVALID_AUTHORIZATION,
             UpstreamError::Protocol { .. } => sqlstate::CONNECTION_FAILURE,
+            UpstreamError::Compression { .. } => sqlstate::PROTOCOL_VIOLATION,
             _ => sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION,
         };
         Some(ErrorResponse::fatal(code, self.to_string()))
@@ -146,6 +161,7 @@ impl UpstreamError {
             UpstreamError::Server { .. } => "server_error",
             UpstreamError::Auth(_) => "auth_method",
             UpstreamError::Protocol { .. } => "protocol",
+            UpstreamError::Compression { .. } => "compression",
         }
     }
 }

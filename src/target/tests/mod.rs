@@ -29,6 +29,7 @@ fn base(host: &str, kind: TargetKind, region: Option<&str>) -> Target {
         duration_seconds: 900,
         custom_domain: None,
         sslmode: None,
+        compression: None,
         password_env: None,
         allowed_users: Vec::new(),
         lookup_endpoint: false,

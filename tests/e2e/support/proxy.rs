@@ -15,6 +15,7 @@ use redshift_auth_proxy::session::TargetContext;
 use redshift_auth_proxy::target::Target;
 use redshift_auth_proxy::upstream::UpstreamEndpoint;
 use redshift_auth_proxy::upstream::cancel::CancelRegistry;
+use redshift_auth_proxy::upstream::compression::WireCounters;
 use redshift_auth_proxy::upstream::tls::{
     SslMode, UpstreamRoots, UpstreamTrust, upstream_client_config,
 };
@@ -80,16 +81,22 @@ impl TestProxy {
             ca_files: options.ca_files.clone(),
         };
         let tls = upstream_client_config(options.sslmode, &trust).expect("tls config");
+        let metrics = Metrics::new();
+        let label = target.label().to_owned();
+        let target_metrics = metrics.target(&label);
         let endpoint = Arc::new(UpstreamEndpoint {
             host: target.host.clone(),
             port: target.upstream_port,
             sslmode: options.sslmode,
             tls,
             connect_timeout: options.connect_timeout,
+            compression: target.compression.unwrap_or_default(),
+            wire: WireCounters {
+                to_server: target_metrics.wire_up.clone(),
+                from_server: target_metrics.wire_down.clone(),
+            },
         });
         let cancel = CancelRegistry::new();
-        let metrics = Metrics::new();
-        let label = target.label().to_owned();
         let ctx = Arc::new(TargetContext {
             target,
             endpoint,
@@ -97,7 +104,7 @@ impl TestProxy {
             cancel: cancel.clone(),
             startup_timeout: options.startup_timeout,
             idle_timeout: options.idle_timeout,
-            metrics: metrics.target(&label),
+            metrics: target_metrics,
             client: options.client.clone(),
         });
         let server = Server::bind(
