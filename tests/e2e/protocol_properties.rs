@@ -10,14 +10,18 @@
 //!   stream is cut, and match a plain sequential reading and the messages a stream was built
 //!   from;
 //! - the upstream SCRAM client: whatever the server sends, a typed error or a well-formed
-//!   answer, and never a login on a signature the proxy did not compute.
+//!   answer, and never a login on a signature the proxy did not compute;
+//! - the decompressor of Redshift's compressed stream: a valid stream decodes to its plain
+//!   bytes however its blocks, input and output buffer are cut; any bytes give the same
+//!   outcome however they are cut, and never a panic.
 //!
 //! The fuzzers search deeper (scripts/fuzz); these run in a few seconds in a debug build so
 //! every `cargo test` exercises the same properties with both random and well-formed input.
 
 use crate::support::protocol_checks::{
-    check_auth_request, check_frame_walker, check_frame_walker_input, check_startup_packet,
-    encode_startup, split, walk_chunks, walk_model,
+    check_auth_request, check_frame_walker, check_frame_walker_input, check_lz4_garbage,
+    check_lz4_roundtrip, check_lz4_stream, check_startup_packet, encode_startup, split,
+    walk_chunks, walk_model,
 };
 use bytes::BytesMut;
 use proptest::collection::vec;
@@ -340,5 +344,58 @@ proptest! {
             let finished = auth.answer(&AuthRequest::SaslFinal { data: forged.into_bytes() }, &mut out);
             prop_assert!(finished.is_err(), "a forged signature was accepted");
         }
+    }
+}
+
+/// A result row's text: words and numbers that repeat, as real results do, so blocks refer
+/// back into the history.
+fn row_payload() -> impl Strategy<Value = Vec<u8>> {
+    vec(
+        prop_oneof![
+            Just(&b"2026-12-06 12:00:00+00\t"[..]),
+            Just(&b"customer-"[..]),
+            Just(&b"0.25\t"[..]),
+            Just(&b"\x00\x00\x00\x04"[..]),
+            Just(&b"eu-west-1"[..]),
+        ],
+        0..60,
+    )
+    .prop_flat_map(|words| {
+        let text = words.concat();
+        (Just(text), vec(any::<u8>(), 0..8))
+    })
+    .prop_map(|(mut text, noise)| {
+        text.extend(noise);
+        text
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Any cut of a valid compressed stream, its blocks and the output gives the plain stream.
+    #[test]
+    fn lz4_stream_decodes_to_the_plain_stream_however_cut(
+        payloads in vec(row_payload(), 1..300),
+        cuts in vec(1usize..=16 * 1024, 0..6),
+        pieces in vec(0usize..20_000, 0..10),
+        out_size in 1usize..70_000,
+    ) {
+        check_lz4_roundtrip(&payloads, &cuts, &pieces, out_size);
+    }
+
+    /// Garbage after the acknowledgement: the same outcome however it is cut, never a panic.
+    #[test]
+    fn lz4_stream_garbage_gives_the_same_outcome_however_cut(
+        garbage in vec(interesting_byte(), 0..3000),
+        pieces in vec(0usize..600, 0..10),
+        out_size in 1usize..20_000,
+    ) {
+        check_lz4_garbage(&garbage, &pieces, out_size);
+    }
+
+    #[test]
+    fn lz4_stream_on_fuzzer_encoded_input(data in vec(any::<u8>(), 0..3000)) {
+        check_lz4_stream(&data);
     }
 }
