@@ -10,6 +10,7 @@ mod support;
 
 mod client_security;
 mod client_tls_binding;
+mod compressed_link;
 mod fake_aws_wire;
 mod faults;
 mod iam_credentials;

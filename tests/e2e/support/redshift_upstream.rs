@@ -16,11 +16,16 @@
 //!   mapped role, [`BACKEND_ROLE`], for every Redshift user.
 //! - The client gets AuthenticationOk and PostgreSQL's greeting rewritten as Redshift's
 //!   ([`REDSHIFT_PARAMETERS`]), then the relay.
+//! - A client that asks with `_pq_.compression=lz4` gets Redshift's wire compression
+//!   ([`compress`]): `'z'` before the authentication request, then everything toward it as
+//!   LZ4 blocks with a continuing 64 KiB dictionary, plain messages between blocks and `'k'`
+//!   resets; [`CORRUPT_BLOCK_MARKER`] in a query makes it send a broken block.
 //!
 //! It makes the IAM + digest login testable end to end, with real queries behind it.
 
 mod auth;
 mod backend;
+mod compress;
 mod greeting;
 mod wire;
 
@@ -37,6 +42,7 @@ use tokio_rustls::TlsAcceptor;
 use super::pg::PgServer;
 pub use auth::Method;
 use backend::{Backend, Login};
+pub use compress::CORRUPT_BLOCK_MARKER;
 pub use greeting::REDSHIFT_PARAMETERS;
 use wire::Io;
 
@@ -104,6 +110,7 @@ struct Shared {
     users: Mutex<HashMap<String, Password>>,
     startups: Mutex<Vec<Startup>>,
     cancels: AtomicUsize,
+    startups_seen: AtomicUsize,
 }
 
 /// A running upstream; clones share it. It serves until the test's runtime ends.
@@ -138,6 +145,7 @@ impl RedshiftUpstream {
             users: Mutex::new(HashMap::new()),
             startups: Mutex::new(Vec::new()),
             cancels: AtomicUsize::new(0),
+            startups_seen: AtomicUsize::new(0),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -255,11 +263,18 @@ impl Shared {
             })
             .cloned()
             .collect();
+        let compress = received
+            .iter()
+            .any(|(name, value)| name == "_pq_.compression" && value == "lz4");
         lock(&self.startups).push(Startup {
             version,
             received,
             forwarded: forwarded.clone(),
         });
+        if compress {
+            let seed = self.startups_seen.fetch_add(1, Ordering::SeqCst) as u64;
+            client = Box::new(compress::Compressing::new(client, 0x9e37_79b9 + seed));
+        }
 
         let known = lock(&self.users).get(&user).cloned();
         let method = known.as_ref().map_or(self.method, |p| p.method);
@@ -278,7 +293,9 @@ impl Shared {
             Login::Ready(mut server, postgres_greeting) => {
                 let hello = greeting::rewrite(&postgres_greeting, &user);
                 wire::send(&mut client, &hello).await?;
-                tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+                // Large reads toward the client, so compressed writes fill whole blocks.
+                tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, 8192, 65536)
+                    .await?;
                 Ok(())
             }
         }
