@@ -23,7 +23,9 @@ use crate::support::client_side::psql;
 use crate::support::pg::{self, PgServer, db_error};
 use crate::support::proxy::{ProxyOptions, TestProxy};
 use crate::support::proxy_process::ProxyCommand;
-use crate::support::redshift_upstream::{CORRUPT_BLOCK_MARKER, Method, RedshiftUpstream, Transport};
+use crate::support::redshift_upstream::{
+    CORRUPT_BLOCK_MARKER, Method, RedshiftUpstream, Transport,
+};
 use crate::support::scripted::{read_message, send_startup};
 
 const USER: &str = "lz4_user";
@@ -127,7 +129,11 @@ async fn fifty_megabytes_arrive_byte_for_byte_through_the_compressed_link() {
         "{asked:?}"
     );
 
-    let wire = counter(&proxy, "redshift_proxy_upstream_wire_bytes_total", "server_to_client");
+    let wire = counter(
+        &proxy,
+        "redshift_proxy_upstream_wire_bytes_total",
+        "server_to_client",
+    );
     let plain = counter(&proxy, "redshift_proxy_bytes_total", "server_to_client");
     let ratio = plain / wire;
     eprintln!("compressed link: {plain} plain bytes over {wire} wire bytes, ratio {ratio:.2}");
@@ -176,11 +182,15 @@ async fn a_clients_own_compression_request_never_reaches_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_block_ends_the_session_with_08p01() {
     let (_upstream, proxy) = compressed_setup().await;
-    let (client, connection) = tokio_postgres::connect(&proxy.conninfo("dev"), tokio_postgres::NoTls)
-        .await
-        .expect("logs in");
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.conninfo("dev"), tokio_postgres::NoTls)
+            .await
+            .expect("logs in");
     let connection = tokio::spawn(connection);
-    client.simple_query("select 1").await.expect("a first query");
+    client
+        .simple_query("select 1")
+        .await
+        .expect("a first query");
     let marker = String::from_utf8_lossy(CORRUPT_BLOCK_MARKER);
     let error = client
         .simple_query(&format!("select '{marker}'"))
@@ -229,16 +239,21 @@ async fn against_plain_postgresql_nothing_changes() {
     assert_eq!(first, b'R');
     drop(socket);
 
-    let (client, connection) = tokio_postgres::connect(&proxy.conninfo("postgres"), tokio_postgres::NoTls)
-        .await
-        .expect("logs in");
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.conninfo("postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("logs in");
     tokio::spawn(connection);
     let rows = client
         .query("select i from generate_series(1, 20000) i", &[])
         .await
         .expect("a result");
     assert_eq!(rows.len(), 20_000);
-    let wire = counter(&proxy, "redshift_proxy_upstream_wire_bytes_total", "server_to_client");
+    let wire = counter(
+        &proxy,
+        "redshift_proxy_upstream_wire_bytes_total",
+        "server_to_client",
+    );
     let plain = counter(&proxy, "redshift_proxy_bytes_total", "server_to_client");
     assert!(
         wire >= plain && wire < plain + 4096.0,
@@ -272,5 +287,78 @@ async fn check_says_whether_the_server_compresses() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0].contains("compression=acknowledged"), "{stdout}");
-    assert!(lines[1].contains("compression=not-acknowledged"), "{stdout}");
+    assert!(
+        lines[1].contains("compression=not-acknowledged"),
+        "{stdout}"
+    );
+}
+
+/// The proxy process's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .expect("VmRSS")
+}
+
+/// Opens `SESSIONS` sessions through a proxy binary with `compression`, each receiving a
+/// result larger than the decompressor's history before it goes idle, one at a time so the
+/// buffer pool stays small; returns the proxy's RSS growth per idle session in KiB, from
+/// after the first session to after the last.
+async fn rss_per_idle_session(upstream: &RedshiftUpstream, compression: &str) -> f64 {
+    const SESSIONS: usize = 100;
+    let server = PgServer::shared();
+    let port = pg::free_port();
+    let target = format!(
+        "localhost:{}/dev?db_user={USER}&password_env=PW&compression={compression}",
+        upstream.port()
+    );
+    let ca = server.ca_pem_path().display().to_string();
+    let port_text = port.to_string();
+    let proxy = ProxyCommand::new(&[&target, "--port", &port_text, "--upstream-ca", &ca])
+        .env("PW", Some(PASSWORD))
+        .spawn(port);
+    let conninfo = format!("host=127.0.0.1 port={port} dbname=dev user=x sslmode=disable");
+    let query = "select string_agg(i::text || ',customer-' || (i % 500), ';') \
+                 from generate_series(1, 20000) i";
+    // One session first, so what every process allocates once is there before the baseline.
+    let mut clients = Vec::with_capacity(SESSIONS + 1);
+    let mut baseline = 0;
+    for i in 0..=SESSIONS {
+        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .expect("logs in");
+        tokio::spawn(connection);
+        let row = client.query_one(query, &[]).await.expect("a 300 KB result");
+        assert!(row.get::<_, String>(0).len() > 300_000);
+        clients.push(client);
+        if i == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            baseline = rss_kib(proxy.pid());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kib(proxy.pid());
+    drop(clients);
+    (after as f64 - baseline as f64) / SESSIONS as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_compressed_session_holds_at_most_100_kib_more_than_a_plain_one() {
+    let server = PgServer::shared();
+    let upstream = RedshiftUpstream::start(server, Transport::Tls, Method::Md5).await;
+    upstream.register(USER, PASSWORD, None);
+    let plain = rss_per_idle_session(&upstream, "off").await;
+    let compressed = rss_per_idle_session(&upstream, "lz4").await;
+    let extra = compressed - plain;
+    eprintln!(
+        "RSS per idle session over 100: plain {plain:.1} KiB, compressed {compressed:.1} KiB: {extra:.1} KiB more per compressed session"
+    );
+    assert!(extra <= 100.0, "{extra:.1} KiB per idle compressed session");
+    assert!(extra > 50.0, "the history is held: {extra:.1} KiB");
 }
