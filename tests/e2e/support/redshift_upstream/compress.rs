@@ -61,7 +61,7 @@ impl Compressing {
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
-        if self.seed % 2 == 0 {
+        if self.seed.is_multiple_of(2) {
             16 * 1024
         } else {
             (self.seed >> 8) as usize % (16 * 1024) + 1
@@ -79,14 +79,14 @@ impl Compressing {
                 self.out
                     .extend(wire::message(b'm', &[0x10, b'x', 0xff, 0xff]));
             }
-            if self.writes % 5 == 0 {
+            if self.writes.is_multiple_of(5) {
                 self.out.extend(self.encoder.set_method());
             }
             let first = rest
                 .get(1..5)
                 .map(|len| 1 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize);
             if let Some(first) = first
-                && self.writes % 3 == 0
+                && self.writes.is_multiple_of(3)
                 && first <= rest.len()
             {
                 self.out.extend_from_slice(&rest[..first]);
