@@ -8,6 +8,7 @@
 
 mod support;
 
+mod client_auth_properties;
 mod client_security;
 mod client_tls_binding;
 mod compressed_link;
