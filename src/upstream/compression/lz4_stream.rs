@@ -280,6 +280,9 @@ impl Lz4Stream {
                         return Ok(());
                     }
                     let n = (*len - staged.len()).min(rest.len());
+                    // Split by the input: gathered in a buffer of the block's exact length,
+                    // which the header bounded.
+                    staged.reserve_exact(*len - staged.len());
                     staged.extend_from_slice(&rest[..n]);
                     progress.consumed += n;
                     if staged.len() == *len {
