@@ -9,175 +9,21 @@
 //! (and what reached STS or the SSO portal), so a test passes only through the link it
 //! names. Each failure asserts the message `--check` prints and the client reads.
 
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use aws_smithy_types::DateTime;
-use aws_smithy_types::date_time::Format;
-use tokio_postgres::NoTls;
-
+use crate::support::aws_chain_proxy::{
+    ChainProxy, chain_proxy, cli_time, prepared, redshift_signers, sso_cache_name,
+};
 use crate::support::fake_aws::{Api, FakeAws, StsFailure};
-use crate::support::pg::{self, PgServer, current_user, db_error};
-use crate::support::proxy_process::{ProxyCommand, TEST_ACCESS_KEY_ID};
+use crate::support::pg::PgServer;
+use crate::support::proxy_process::TEST_ACCESS_KEY_ID;
 
 const ROLE_DEPLOY: &str = "arn:aws:iam::123456789012:role/deployer";
 const ROLE_PROXY: &str = "arn:aws:iam::123456789012:role/redshift-proxy";
 const SSO_START_URL: &str = "https://fake-corp.awsapps.com/start";
 
-/// A proxy command for one IAM target in front of the shared server, whose database user
-/// `user` logs in with the password the fake hands out; the port it will serve on.
-struct Link {
-    command: ProxyCommand,
-    port: u16,
-    user: &'static str,
-}
-
-/// The shared server with `IAM:user` and the fake handing out its password.
-async fn prepared(user: &'static str) -> (&'static PgServer, FakeAws) {
-    let server = PgServer::shared();
-    let password = format!("pw-chain-{user}");
-    server.set_login_password(&format!("IAM:{user}"), &password);
-    let fake = FakeAws::start().await;
-    fake.set_password_for(user, &password);
-    (server, fake)
-}
-
-/// A proxy for `user` with `args` after the target's, every AWS service at the fake through
-/// `AWS_ENDPOINT_URL`, and no AWS keys in the environment unless `env_keys`.
-fn link(
-    server: &PgServer,
-    fake: &FakeAws,
-    user: &'static str,
-    env_keys: bool,
-    args: &[&str],
-) -> Link {
-    let port = pg::free_port();
-    let target = format!(
-        "localhost:{}/dev?cluster=chain&region=us-east-1&db_user={user}",
-        server.port()
-    );
-    let port_text = port.to_string();
-    let ca = server.ca_pem_path().display().to_string();
-    let mut all = vec![
-        target.as_str(),
-        "--port",
-        &port_text,
-        "--upstream-ca",
-        &ca,
-        "--connect-timeout",
-        "10s",
-    ];
-    all.extend_from_slice(args);
-    let mut command = ProxyCommand::new(&all).env("AWS_ENDPOINT_URL", Some(&fake.uri()));
-    if !env_keys {
-        command = command
-            .env("AWS_ACCESS_KEY_ID", None)
-            .env("AWS_SECRET_ACCESS_KEY", None);
-    }
-    Link {
-        command,
-        port,
-        user,
-    }
-}
-
-impl Link {
-    fn env(mut self, name: &str, value: Option<&str>) -> Link {
-        self.command = self.command.env(name, value);
-        self
-    }
-
-    fn home(&self) -> &Path {
-        self.command.home()
-    }
-
-    /// Writes `~/.aws/NAME`.
-    fn aws_file(&self, name: &str, text: &str) {
-        let path = self.home().join(".aws").join(name);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect(".aws");
-        std::fs::write(path, text).expect("aws file");
-    }
-
-    /// `--check` succeeds, then a served connection logs in as `IAM:user`. Returns the
-    /// fake's requests of both runs.
-    async fn check_and_serve(self, fake: &FakeAws) -> Vec<crate::support::fake_aws::FakeRequest> {
-        let (status, stdout, stderr) = self.command.output_with(&["--check"]);
-        assert!(status.success(), "--check failed:\n{stdout}\n{stderr}");
-        assert!(stdout.starts_with("ok"), "{stdout}");
-        assert!(
-            stdout.contains(&format!("db_user=IAM:{}", self.user)),
-            "{stdout}"
-        );
-        let proxy = self.command.spawn(self.port);
-        let (client, connection) =
-            tokio_postgres::connect(&proxy.conninfo("someone", "dev"), NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("served login failed: {e}\n{}", proxy.log()));
-        tokio::spawn(connection);
-        assert_eq!(current_user(&client).await, format!("IAM:{}", self.user));
-        fake.requests()
-    }
-
-    /// `--check` fails and a client is refused with 28000, both with a message holding each
-    /// of `expected`.
-    async fn refused(self, expected: &[&str]) {
-        let (status, stdout, stderr) = self.command.output_with(&["--check"]);
-        assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
-        assert!(stdout.starts_with("FAILED"), "{stdout}");
-        for part in expected {
-            assert!(stdout.contains(part), "--check lacks {part:?}:\n{stdout}");
-        }
-        let proxy = self.command.spawn(self.port);
-        let error = tokio_postgres::connect(&proxy.conninfo("someone", "dev"), NoTls)
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("the login succeeded\n{}", proxy.log()));
-        let (code, message) = db_error(&error);
-        assert_eq!(code, "28000", "{message}");
-        for part in expected {
-            assert!(
-                message.contains(part),
-                "the client lacks {part:?}: {message}"
-            );
-        }
-    }
-}
-
-/// The access key ids that signed the `GetClusterCredentials` calls among `requests`.
-fn redshift_signers(requests: &[crate::support::fake_aws::FakeRequest]) -> Vec<String> {
-    requests
-        .iter()
-        .filter(|r| r.api == Api::GetClusterCredentials)
-        .map(|r| r.access_key_id().unwrap_or("(unsigned)").to_owned())
-        .collect()
-}
-
-/// `t` as the AWS CLI writes `expiresAt` (`2026-01-02T03:04:05Z`).
-fn cli_time(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64;
-    DateTime::from_secs(secs)
-        .fmt(Format::DateTime)
-        .expect("format")
-}
-
-/// The SSO cache file name: the SHA-1 of `key` (the start URL for a legacy profile, the
-/// session name for an `sso-session`), in lower-case hex, as the AWS CLI names it.
-fn sso_cache_name(key: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("sha1sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sha1sum runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(key.as_bytes())
-        .expect("write");
-    let output = child.wait_with_output().expect("sha1sum ends");
-    let text = String::from_utf8(output.stdout).expect("hex");
-    format!("{}.json", text.split_whitespace().next().expect("digest"))
+fn in_an_hour() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(3600)
 }
 
 #[test]
@@ -211,44 +57,10 @@ sso_region = us-east-1
 sso_registration_scopes = sso:account:access
 ";
 
-/// The legacy cache file the AWS CLI writes after `aws sso login` for a profile with
-/// `sso_start_url`.
-fn legacy_sso_cache(link: &Link, token: &str, expires_at: SystemTime) {
-    link.aws_file(
-        &format!("sso/cache/{}", sso_cache_name(SSO_START_URL)),
-        &format!(
-            "{{\"startUrl\": \"{SSO_START_URL}\", \"region\": \"us-east-1\", \"accessToken\": \"{token}\", \"expiresAt\": \"{}\"}}",
-            cli_time(expires_at)
-        ),
-    );
-}
-
-/// The cache file the AWS CLI writes for an `sso-session`, with the client registration the
-/// SDK would refresh the token with.
-fn session_sso_cache(
-    link: &Link,
-    token: &str,
-    expires_at: SystemTime,
-    registered_until: SystemTime,
-) {
-    link.aws_file(
-        &format!("sso/cache/{}", sso_cache_name("corp")),
-        &format!(
-            "{{\"startUrl\": \"{SSO_START_URL}\", \"region\": \"us-east-1\", \"accessToken\": \"{token}\", \"expiresAt\": \"{}\", \"clientId\": \"fake-client-id\", \"clientSecret\": \"fake-client-secret\", \"registrationExpiresAt\": \"{}\", \"refreshToken\": \"fake-refresh-token\"}}",
-            cli_time(expires_at),
-            cli_time(registered_until)
-        ),
-    );
-}
-
-fn in_an_hour() -> SystemTime {
-    SystemTime::now() + Duration::from_secs(3600)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_keys_sign_the_redshift_call() {
     let (server, fake) = prepared("chain_env").await;
-    let link = link(server, &fake, "chain_env", true, &[]);
+    let link = chain_proxy(server, &fake, "chain_env", true, &[]);
     // A profile with other keys is there too: the environment comes first.
     link.aws_file(
         "credentials",
@@ -265,7 +77,7 @@ async fn environment_keys_sign_the_redshift_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profiles_static_keys_sign_the_redshift_call() {
     let (server, fake) = prepared("chain_profile").await;
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_profile",
@@ -301,7 +113,7 @@ aws_secret_access_key = base-secret
 async fn a_role_profile_assumes_its_role_with_the_source_profiles_keys() {
     let (server, fake) = prepared("chain_role_profile").await;
     // The per-service variables instead of AWS_ENDPOINT_URL: STS and Redshift each named.
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_role_profile",
@@ -350,7 +162,7 @@ async fn role_arn_is_assumed_over_environment_keys_and_over_a_role_profile() {
         "ext-1234",
     ];
     // Over the environment's keys.
-    let requests = link(server, &fake, "chain_role_arn", true, &flags)
+    let requests = chain_proxy(server, &fake, "chain_role_arn", true, &flags)
         .check_and_serve(&fake)
         .await;
     let assumed: Vec<_> = requests
@@ -374,7 +186,7 @@ async fn role_arn_is_assumed_over_environment_keys_and_over_a_role_profile() {
     fake.clear_records();
     let mut profile_flags = flags.to_vec();
     profile_flags.extend(["--aws-profile", "deploy"]);
-    let link = link(server, &fake, "chain_role_arn", false, &profile_flags);
+    let link = chain_proxy(server, &fake, "chain_role_arn", false, &profile_flags);
     link.aws_file("config", ROLE_PROFILE_CONFIG);
     link.aws_file("credentials", BASE_CREDENTIALS);
     let requests = link.check_and_serve(&fake).await;
@@ -401,7 +213,7 @@ async fn role_arn_is_assumed_over_environment_keys_and_over_a_role_profile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_identity_assumes_the_role_with_the_token_files_content() {
     let (server, fake) = prepared("chain_web_identity").await;
-    let link = link(server, &fake, "chain_web_identity", false, &[]);
+    let link = chain_proxy(server, &fake, "chain_web_identity", false, &[]);
     let token_file = link.home().join("eks-token");
     std::fs::write(
         &token_file,
@@ -437,7 +249,7 @@ async fn web_identity_assumes_the_role_with_the_token_files_content() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_legacy_sso_profile_uses_the_cached_token() {
     let (server, fake) = prepared("chain_sso_legacy").await;
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_sso_legacy",
@@ -448,7 +260,7 @@ async fn a_legacy_sso_profile_uses_the_cached_token() {
     .env("AWS_ENDPOINT_URL_SSO", Some(&fake.uri()))
     .env("AWS_ENDPOINT_URL_REDSHIFT", Some(&fake.uri()));
     link.aws_file("config", LEGACY_SSO_CONFIG);
-    legacy_sso_cache(&link, "legacy-access-token", in_an_hour());
+    link.legacy_sso_cache(SSO_START_URL, "legacy-access-token", in_an_hour());
     let requests = link.check_and_serve(&fake).await;
     let portal: Vec<_> = requests
         .iter()
@@ -470,7 +282,7 @@ async fn a_legacy_sso_profile_uses_the_cached_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sso_session_profile_uses_the_cached_token() {
     let (server, fake) = prepared("chain_sso_session").await;
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_sso_session",
@@ -478,8 +290,9 @@ async fn an_sso_session_profile_uses_the_cached_token() {
         &["--aws-profile", "sso-new"],
     );
     link.aws_file("config", SESSION_SSO_CONFIG);
-    session_sso_cache(
-        &link,
+    link.session_sso_cache(
+        "corp",
+        SSO_START_URL,
         "session-access-token",
         in_an_hour(),
         SystemTime::now() + Duration::from_secs(90 * 86400),
@@ -503,7 +316,7 @@ async fn an_sso_session_profile_uses_the_cached_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credential_process_output_signs_the_redshift_call() {
     let (server, fake) = prepared("chain_process").await;
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_process",
@@ -548,7 +361,7 @@ const SSO_EXPIRED_FIX: [&str; 2] = [
 async fn an_sso_token_the_portal_refuses_says_to_sign_in_again() {
     let (server, fake) = prepared("chain_sso_refused").await;
     fake.sso_refuse_token("revoked-access-token");
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_sso_refused",
@@ -556,7 +369,7 @@ async fn an_sso_token_the_portal_refuses_says_to_sign_in_again() {
         &["--aws-profile", "sso-legacy"],
     );
     link.aws_file("config", LEGACY_SSO_CONFIG);
-    legacy_sso_cache(&link, "revoked-access-token", in_an_hour());
+    link.legacy_sso_cache(SSO_START_URL, "revoked-access-token", in_an_hour());
     let mut expected = vec![
         "the AWS SSO session of profile `sso-legacy` has expired (the SSO portal refused its access token)",
         "aws sso login --profile sso-legacy",
@@ -576,7 +389,7 @@ async fn an_sso_token_the_portal_refuses_says_to_sign_in_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sso_token_expired_in_the_cache_says_to_sign_in_again() {
     let (server, fake) = prepared("chain_sso_expired").await;
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_sso_expired",
@@ -586,7 +399,13 @@ async fn an_sso_token_expired_in_the_cache_says_to_sign_in_again() {
     link.aws_file("config", SESSION_SSO_CONFIG);
     // Expired an hour ago, and the client registration too: the SDK cannot refresh it.
     let hour_ago = SystemTime::now() - Duration::from_secs(3600);
-    session_sso_cache(&link, "stale-access-token", hour_ago, hour_ago);
+    link.session_sso_cache(
+        "corp",
+        SSO_START_URL,
+        "stale-access-token",
+        hour_ago,
+        hour_ago,
+    );
     let mut expected = vec![
         "the AWS SSO session of profile `sso-new` has expired (its cached token has expired",
         "aws sso login --profile sso-new",
@@ -603,7 +422,7 @@ async fn an_sso_token_expired_in_the_cache_says_to_sign_in_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_that_does_not_exist_is_named_with_the_profiles_found() {
     let (server, fake) = prepared("chain_no_profile").await;
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_no_profile",
@@ -624,7 +443,7 @@ async fn a_profile_that_does_not_exist_is_named_with_the_profiles_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_profile_that_does_not_exist_is_named() {
     let (server, fake) = prepared("chain_no_source").await;
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_no_source",
@@ -648,7 +467,7 @@ async fn a_source_profile_that_does_not_exist_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_web_identity_token_file_is_named_with_the_os_error() {
     let (server, fake) = prepared("chain_no_token").await;
-    let link = link(server, &fake, "chain_no_token", false, &[]);
+    let link = chain_proxy(server, &fake, "chain_no_token", false, &[]);
     let missing = link.home().join("no-such-token").display().to_string();
     let link = link
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", Some(&missing))
@@ -662,8 +481,8 @@ async fn an_unreadable_web_identity_token_file_is_named_with_the_os_error() {
 }
 
 /// A proxy whose chain reaches web identity with the token in `path`.
-fn link_for(server: &PgServer, fake: &FakeAws, user: &'static str, path: &str) -> Link {
-    link(server, fake, user, false, &[])
+fn link_for(server: &PgServer, fake: &FakeAws, user: &'static str, path: &str) -> ChainProxy {
+    chain_proxy(server, fake, user, false, &[])
         .env("AWS_WEB_IDENTITY_TOKEN_FILE", Some(path))
         .env("AWS_ROLE_ARN", Some(ROLE_PROXY))
 }
@@ -699,7 +518,7 @@ async fn a_web_identity_token_sts_refuses_gives_stss_reason() {
 async fn sts_access_denied_names_the_role_the_caller_and_the_trust_policy() {
     let (server, fake) = prepared("chain_denied").await;
     fake.sts_fail(StsFailure::AccessDenied);
-    let link = link(
+    let link = chain_proxy(
         server,
         &fake,
         "chain_denied",
