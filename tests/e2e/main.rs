@@ -8,6 +8,7 @@
 
 mod support;
 
+mod aws_chain;
 mod client_auth_properties;
 mod client_security;
 mod client_tls_binding;
