@@ -87,6 +87,12 @@ impl History {
     }
 }
 
+impl Default for History {
+    fn default() -> Self {
+        History::new()
+    }
+}
+
 impl std::fmt::Debug for History {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("History").field("len", &self.len).finish()

@@ -379,11 +379,5 @@ impl Lz4Stream {
     }
 }
 
-impl Default for History {
-    fn default() -> Self {
-        History::new()
-    }
-}
-
 #[cfg(test)]
 mod tests;
