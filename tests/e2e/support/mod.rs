@@ -4,6 +4,7 @@
 //! Redshift-like upstream, a Redshift-flavoured upstream in front of PostgreSQL, a fake of the
 //! AWS credential APIs, and the protocol properties the fuzz targets check too.
 
+pub mod balancer;
 pub mod certs;
 pub mod client_side;
 pub mod eventually;

@@ -1,0 +1,607 @@
+//! Cancels across replicas: real proxy processes with `--peers` listing each other's peer
+//! ports on 127.0.0.1 (each its own too), one secret file, and in front of their client ports
+//! a round-robin TCP balancer standing in for a Kubernetes Service. Sessions and cancels go
+//! through the balancer, so a cancel lands on any replica; tokio-postgres's cancel token and
+//! psql's SIGINT must get 57014 within 1 s wherever it lands. Forged, closed-session, badly
+//! signed, stale and replayed cancels cancel nothing and are counted; a peer that is down or
+//! silent delays neither a cancel to a live owner nor the client listener.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redshift_auth_proxy::cancel::peer_message::{
+    NONCE_LEN, PeerRequest, REPLY_LEN, REQUEST_LEN, Verdict,
+};
+use redshift_auth_proxy::cancel::peer_secret::PeerSecret;
+use redshift_auth_proxy::protocol::{CancelKey, startup};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::support::balancer::Balancer;
+use crate::support::eventually::eventually;
+use crate::support::http_get::{get, sample};
+use crate::support::pg::{self, PgServer};
+use crate::support::proxy_process::{ProxyCommand, ProxyProcess};
+use crate::support::scripted;
+
+/// The secret the replicas share in these tests.
+const PEER_SECRET: &str = "peer-secret-for-the-tests-0123456789";
+
+/// One replica: the real binary with its client, HTTP and peer ports.
+struct Replica {
+    proxy: ProxyProcess,
+    http: u16,
+    peer: u16,
+}
+
+impl Replica {
+    async fn metrics(&self) -> String {
+        let (status, body) = get(self.http, "/metrics").await;
+        assert_eq!(status, 200);
+        body
+    }
+
+    async fn cancels(&self, outcome: &str) -> u64 {
+        let metrics = self.metrics().await;
+        let prefix = format!("redshift_proxy_cancel_requests_total{{outcome=\"{outcome}\"}}");
+        sample(&metrics, &prefix).unwrap_or(0.0) as u64
+    }
+}
+
+/// `n` replicas in front of the shared server, each listing every replica's peer port and
+/// `extra_peers`, with the forward timeout given.
+fn start_replicas(
+    server: &PgServer,
+    n: usize,
+    extra_peers: &[u16],
+    forward_timeout: &str,
+) -> (Vec<Replica>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret_file = dir.path().join("peer-secret");
+    std::fs::write(&secret_file, format!("{PEER_SECRET}\n")).expect("secret file");
+    let ports: Vec<(u16, u16, u16)> = (0..n)
+        .map(|_| (pg::free_port(), pg::free_port(), pg::free_port()))
+        .collect();
+    let peers: Vec<String> = ports
+        .iter()
+        .map(|(_, _, peer)| *peer)
+        .chain(extra_peers.iter().copied())
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
+    let peers = peers.join(",");
+    let target = format!(
+        "localhost:{}/dev?db_user={}&password_env=PW",
+        server.port(),
+        pg::SCRAM_USER
+    );
+    let ca = server.ca_pem_path().display().to_string();
+    let secret_path = secret_file.display().to_string();
+    let replicas = ports
+        .iter()
+        .map(|&(port, http, peer)| {
+            let port_text = port.to_string();
+            let http_text = format!("127.0.0.1:{http}");
+            let peer_text = format!("127.0.0.1:{peer}");
+            let proxy = ProxyCommand::new(&[
+                &target,
+                "--port",
+                &port_text,
+                "--upstream-ca",
+                &ca,
+                "--http-address",
+                &http_text,
+                "--peers",
+                &peers,
+                "--peer-address",
+                &peer_text,
+                "--peer-secret-file",
+                &secret_path,
+                "--peer-forward-timeout",
+                forward_timeout,
+            ])
+            .env("PW", Some(pg::SCRAM_PASSWORD))
+            .spawn(port);
+            Replica { proxy, http, peer }
+        })
+        .collect();
+    (replicas, dir)
+}
+
+/// Waits until every replica's peer port accepts and its peers are resolved.
+async fn wait_peered(replicas: &[Replica], expected_peers: usize) {
+    for replica in replicas {
+        let ready = eventually(Duration::from_secs(10), async || {
+            let metrics = replica.metrics().await;
+            TcpStream::connect(("127.0.0.1", replica.peer))
+                .await
+                .is_ok()
+                && sample(&metrics, "redshift_proxy_peers ") == Some(expected_peers as f64)
+        })
+        .await;
+        assert!(ready, "peers not ready: {}", replica.proxy.log());
+    }
+}
+
+/// Turns the balancer so that the next connection goes to replica `index`.
+fn aim(balancer: &Balancer, index: usize, replicas: usize) {
+    let next = balancer.next_backend();
+    balancer.skip((index + replicas - next) % replicas);
+}
+
+fn conninfo(port: u16, application_name: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={port} dbname=dev user=anyone sslmode=disable connect_timeout=30 application_name={application_name}"
+    )
+}
+
+/// Waits until PostgreSQL runs `pg_sleep` for the session named `application_name`, so a
+/// cancel cannot arrive before the query does (PostgreSQL ignores such a cancel).
+async fn wait_running(direct: &tokio_postgres::Client, application_name: &str) {
+    let running = eventually(Duration::from_secs(20), async || {
+        let rows = direct
+            .query(
+                "select 1 from pg_stat_activity where application_name = $1 and state = 'active' and query like '%pg_sleep%'",
+                &[&application_name],
+            )
+            .await
+            .expect("pg_stat_activity");
+        !rows.is_empty()
+    })
+    .await;
+    assert!(running, "{application_name}: pg_sleep never started");
+}
+
+/// A session through the balancer cancelled with tokio-postgres's cancel token, the cancel's
+/// connection sent to replica `cancel_at`; the time from the cancel to 57014.
+async fn cancel_with_token(
+    balancer: &Balancer,
+    direct: &tokio_postgres::Client,
+    name: &str,
+    cancel_at: usize,
+    replicas: usize,
+) -> Duration {
+    let (client, connection) = tokio_postgres::connect(&conninfo(balancer.port, name), NoTls)
+        .await
+        .expect("session through the balancer");
+    tokio::spawn(connection);
+    let token = client.cancel_token();
+    let query = tokio::spawn(async move { client.simple_query("select pg_sleep(60)").await });
+    wait_running(direct, name).await;
+    aim(balancer, cancel_at, replicas);
+    let started = Instant::now();
+    token.cancel_query(NoTls).await.expect("cancel sent");
+    let result = tokio::time::timeout(Duration::from_secs(10), query)
+        .await
+        .unwrap_or_else(|_| panic!("{name}: not cancelled within 10 s"))
+        .expect("query task");
+    let elapsed = started.elapsed();
+    let error = result.expect_err("the query was cancelled");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::QUERY_CANCELED),
+        "{name}: {error}"
+    );
+    elapsed
+}
+
+/// A psql session through the balancer interrupted with SIGINT, which makes psql send a
+/// CancelRequest to the same host and port (the balancer), aimed at replica `cancel_at`.
+async fn cancel_with_psql(
+    server: &PgServer,
+    balancer: &Balancer,
+    direct: &tokio_postgres::Client,
+    name: &str,
+    cancel_at: usize,
+    replicas: usize,
+) -> Duration {
+    let home = tempfile::tempdir().expect("home");
+    let child = tokio::process::Command::new(server.psql_bin())
+        .arg(conninfo(balancer.port, name))
+        .args([
+            "-X",
+            "-w",
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            "select pg_sleep(60)",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql starts");
+    let pid = child.id().expect("psql pid").to_string();
+    wait_running(direct, name).await;
+    aim(balancer, cancel_at, replicas);
+    let started = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -INT psql");
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{name}: psql not cancelled within 10 s"))
+        .expect("psql output");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("57014"),
+        "{name}: psql did not get 57014: {stderr}"
+    );
+    elapsed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancels_through_a_balancer_reach_the_session_on_whichever_replica_they_land() {
+    let server = PgServer::shared();
+    let (replicas, _dir) = start_replicas(server, 3, &[], "500ms");
+    wait_peered(&replicas, 3).await;
+    let ports: Vec<u16> = replicas.iter().map(|r| r.proxy.port).collect();
+    let balancer = Balancer::start(&ports).await;
+    let direct = server
+        .connect_direct(pg::SCRAM_USER, pg::SCRAM_PASSWORD, "dev")
+        .await;
+    let n = replicas.len();
+    let mut times = Vec::new();
+    // Every pairing of the replica that holds the session and the one the cancel lands on,
+    // with each client.
+    for client in ["token", "psql"] {
+        for session_at in 0..n {
+            for cancel_at in 0..n {
+                let name = format!("cancel_peers_{client}_{session_at}_{cancel_at}");
+                aim(&balancer, session_at, n);
+                let elapsed = match client {
+                    "token" => cancel_with_token(&balancer, &direct, &name, cancel_at, n).await,
+                    _ => cancel_with_psql(server, &balancer, &direct, &name, cancel_at, n).await,
+                };
+                assert!(
+                    elapsed < Duration::from_secs(1),
+                    "{name}: 57014 after {elapsed:?}"
+                );
+                times.push(elapsed);
+            }
+        }
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    println!(
+        "cancel via a balancer over 3 replicas: {}/{} cancelled, median time to 57014 {} ms",
+        times.len(),
+        2 * n * n,
+        median.as_millis()
+    );
+    // Per replica and client: one cancel landed on the session's own replica, two came
+    // from a client on another replica's session (forwarded), two were its sessions'
+    // cancels forwarded by a peer.
+    for (i, replica) in replicas.iter().enumerate() {
+        let expected = BTreeMap::from([
+            ("local", 2),
+            ("forwarded", 4),
+            ("peer_received", 4),
+            ("unknown", 0),
+            ("upstream_error", 0),
+            ("peer_refused", 0),
+        ]);
+        let settled = eventually(Duration::from_secs(5), async || {
+            let mut got = BTreeMap::new();
+            for outcome in expected.keys() {
+                got.insert(*outcome, replica.cancels(outcome).await);
+            }
+            got == expected
+        })
+        .await;
+        assert!(settled, "replica {i}: {}", replica.metrics().await);
+    }
+}
+
+/// A CancelRequest for `key` through the balancer; the proxy closes without an answer.
+async fn send_cancel(port: u16, key: CancelKey) -> Duration {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect for the cancel");
+    stream
+        .write_all(&startup::encode_cancel_request(key))
+        .await
+        .expect("CancelRequest");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes the cancel connection")
+        .expect("read");
+    assert!(rest.is_empty(), "nothing is answered to a cancel request");
+    started.elapsed()
+}
+
+/// Writes a peer message to a peer port; returns what came back (a reply, or nothing when
+/// the message was refused).
+async fn send_peer_message(port: u16, message: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the peer port");
+    stream.write_all(message).await.expect("peer message");
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
+        .await
+        .expect("the peer port closes")
+        .expect("read");
+    reply
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+fn peer_request(key: CancelKey, timestamp_ms: u64, nonce_byte: u8) -> PeerRequest {
+    PeerRequest {
+        key,
+        timestamp_ms,
+        nonce: [nonce_byte; NONCE_LEN],
+    }
+}
+
+fn simple_query(sql: &str) -> Vec<u8> {
+    let mut text = sql.as_bytes().to_vec();
+    text.push(0);
+    scripted::message(b'Q', &text)
+}
+
+/// Messages up to ReadyForQuery within `limit`; `None` when it takes longer.
+async fn until_ready(stream: &mut TcpStream, limit: Duration) -> Option<Vec<(u8, Vec<u8>)>> {
+    tokio::time::timeout(limit, async {
+        let mut messages = Vec::new();
+        loop {
+            let (tag, payload) = scripted::read_message(stream).await.expect("session open");
+            messages.push((tag, payload));
+            if tag == b'Z' {
+                return messages;
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+fn error_code(messages: &[(u8, Vec<u8>)]) -> Option<String> {
+    messages
+        .iter()
+        .find(|(tag, _)| *tag == b'E')
+        .and_then(|(_, payload)| scripted::error_field(payload, b'C'))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_closed_badly_signed_stale_and_replayed_cancels_cancel_nothing() {
+    let server = PgServer::shared();
+    let (replicas, _dir) = start_replicas(server, 3, &[], "500ms");
+    wait_peered(&replicas, 3).await;
+    let ports: Vec<u16> = replicas.iter().map(|r| r.proxy.port).collect();
+    let balancer = Balancer::start(&ports).await;
+
+    // A session on replica 1, its proxy-issued key from the greeting.
+    let owner = 1;
+    aim(&balancer, owner, 3);
+    let mut session = TcpStream::connect(("127.0.0.1", balancer.port))
+        .await
+        .expect("connect");
+    scripted::send_startup(&mut session, &[("user", "anyone"), ("database", "dev")]).await;
+    let greeting = until_ready(&mut session, Duration::from_secs(30))
+        .await
+        .expect("greeting");
+    let key = greeting
+        .iter()
+        .find(|(tag, _)| *tag == b'K')
+        .and_then(|(_, payload)| CancelKey::from_payload(payload))
+        .expect("BackendKeyData");
+
+    // While the session sleeps: a forged key through the balancer (forwarded, no replica owns
+    // it), and peer messages for the live key signed with another secret or too old.
+    session
+        .write_all(&simple_query("select pg_sleep(2)"))
+        .await
+        .expect("query");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    aim(&balancer, 2, 3);
+    let forged = CancelKey {
+        process_id: key.process_id,
+        secret_key: key.secret_key.wrapping_add(1),
+    };
+    send_cancel(balancer.port, forged).await;
+    let other = PeerSecret::from_bytes(b"not the deployment's secret").expect("long");
+    let ours = PeerSecret::from_bytes(PEER_SECRET.as_bytes()).expect("long");
+    let badly_signed = peer_request(key, now_ms(), 1).encode(&other);
+    let stale = peer_request(key, now_ms() - 10 * 60 * 1000, 2).encode(&ours);
+    for replica in &replicas {
+        assert!(
+            send_peer_message(replica.peer, &badly_signed)
+                .await
+                .is_empty()
+        );
+        assert!(send_peer_message(replica.peer, &stale).await.is_empty());
+        // Malformed: a truncated request.
+        assert!(
+            send_peer_message(replica.peer, &stale[..REQUEST_LEN / 2])
+                .await
+                .is_empty()
+        );
+    }
+    let finished = until_ready(&mut session, Duration::from_secs(10))
+        .await
+        .expect("the query finishes");
+    assert_eq!(error_code(&finished), None, "the query was cancelled");
+
+    // A correctly signed, fresh request cancels (so the refusals above were not about the
+    // test's own bytes); the same bytes sent again later do not.
+    let genuine = peer_request(key, now_ms(), 3).encode(&ours);
+    session
+        .write_all(&simple_query("select pg_sleep(30)"))
+        .await
+        .expect("query");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = send_peer_message(replicas[owner].peer, &genuine).await;
+    assert_eq!(reply.len(), REPLY_LEN);
+    assert_eq!(
+        Verdict::decode(&reply, &[3; NONCE_LEN], &ours),
+        Ok(Verdict::Owner)
+    );
+    let cancelled = until_ready(&mut session, Duration::from_secs(5))
+        .await
+        .expect("cancelled within 5 s");
+    assert_eq!(error_code(&cancelled).as_deref(), Some("57014"));
+    session
+        .write_all(&simple_query("select pg_sleep(1.5)"))
+        .await
+        .expect("query");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        send_peer_message(replicas[owner].peer, &genuine)
+            .await
+            .is_empty(),
+        "a replayed message is refused"
+    );
+    let finished = until_ready(&mut session, Duration::from_secs(10))
+        .await
+        .expect("the query finishes");
+    assert_eq!(
+        error_code(&finished),
+        None,
+        "the replay cancelled the query"
+    );
+
+    // The closed session's key, through the balancer: no replica has it any more.
+    drop(session);
+    let gone = eventually(Duration::from_secs(5), async || {
+        let metrics = replicas[owner].metrics().await;
+        sample(&metrics, "redshift_proxy_connections_active{") == Some(0.0)
+    })
+    .await;
+    assert!(gone, "the closed session's key is no longer registered");
+    aim(&balancer, 0, 3);
+    send_cancel(balancer.port, key).await;
+
+    // Counted: the forged and the closed key as unknown where they landed; every refused
+    // peer message where it arrived; the genuine one where it cancelled.
+    let totals = eventually(Duration::from_secs(5), async || {
+        let mut unknown = 0;
+        for replica in &replicas {
+            unknown += replica.cancels("unknown").await;
+        }
+        unknown == 2
+    })
+    .await;
+    assert!(totals, "two unknown keys");
+    for (i, replica) in replicas.iter().enumerate() {
+        let refused = if i == owner { 4 } else { 3 };
+        assert_eq!(
+            replica.cancels("peer_refused").await,
+            refused,
+            "replica {i}"
+        );
+        let received = if i == owner { 1 } else { 0 };
+        assert_eq!(
+            replica.cancels("peer_received").await,
+            received,
+            "replica {i}"
+        );
+        assert_eq!(replica.cancels("local").await, 0, "replica {i}");
+        assert_eq!(replica.cancels("forwarded").await, 0, "replica {i}");
+        let log = replica.proxy.log();
+        assert_eq!(
+            log.matches("peer message refused").count(),
+            refused as usize,
+            "one log line per refusal: {log}"
+        );
+        assert!(!log.contains(PEER_SECRET), "the secret is never logged");
+        // The proxies keep serving.
+        let (client, connection) =
+            tokio_postgres::connect(&replica.proxy.conninfo("anyone", "dev"), NoTls)
+                .await
+                .expect("a new session");
+        tokio::spawn(connection);
+        client.simple_query("select 1").await.expect("select 1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_down_or_silent_peer_delays_neither_the_owner_nor_the_listener() {
+    let server = PgServer::shared();
+    // A port nobody listens on, and a listener that accepts and never reads.
+    let down = pg::free_port();
+    let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent_port = silent.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let forward_timeout = Duration::from_secs(2);
+    let (replicas, _dir) = start_replicas(server, 2, &[down, silent_port], "2s");
+    wait_peered(&replicas, 4).await;
+    let ports: Vec<u16> = replicas.iter().map(|r| r.proxy.port).collect();
+    let balancer = Balancer::start(&ports).await;
+    let direct = server
+        .connect_direct(pg::SCRAM_USER, pg::SCRAM_PASSWORD, "dev")
+        .await;
+
+    // The owner answers at once; the dead and the silent peer are not waited for.
+    aim(&balancer, 0, 2);
+    let elapsed = cancel_with_token(&balancer, &direct, "cancel_peers_down_silent", 1, 2).await;
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "57014 after {elapsed:?} with a {forward_timeout:?} forward timeout"
+    );
+    assert_eq!(replicas[1].cancels("forwarded").await, 1);
+
+    // A key nobody owns waits for every peer up to the timeout, in its own task: the
+    // client's cancel connection closes at once and the same listener logs a new client in
+    // meanwhile.
+    aim(&balancer, 1, 2);
+    let closed_after = send_cancel(
+        balancer.port,
+        CancelKey {
+            process_id: 12345,
+            secret_key: 678,
+        },
+    )
+    .await;
+    assert!(
+        closed_after < Duration::from_millis(300),
+        "the cancel connection stayed open {closed_after:?}"
+    );
+    let started = Instant::now();
+    let (client, connection) =
+        tokio_postgres::connect(&replicas[1].proxy.conninfo("anyone", "dev"), NoTls)
+            .await
+            .expect("a new session");
+    tokio::spawn(connection);
+    client.simple_query("select 1").await.expect("select 1");
+    assert!(
+        started.elapsed() < forward_timeout,
+        "a login waited on the forward: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(replicas[1].cancels("unknown").await, 0, "still waiting");
+    let settled = eventually(forward_timeout * 2, async || {
+        replicas[1].cancels("unknown").await == 1
+    })
+    .await;
+    assert!(settled, "{}", replicas[1].metrics().await);
+    let log = replicas[1].proxy.log();
+    for peer in [down, silent_port] {
+        assert!(
+            log.contains(&format!("127.0.0.1:{peer}")),
+            "the unanswering peer {peer} is logged: {log}"
+        );
+    }
+    assert!(log.contains("no answer within 2s"), "{log}");
+}
