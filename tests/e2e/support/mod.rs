@@ -16,4 +16,5 @@ pub mod proxy;
 pub mod proxy_process;
 pub mod redshift_connector;
 pub mod redshift_upstream;
+pub mod replicas;
 pub mod scripted;
