@@ -12,7 +12,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::support::balancer::Balancer;
 use crate::support::eventually::eventually;
-use crate::support::http_get::{get, sample};
+use crate::support::http_get::{request, sample};
 use crate::support::pg::{self, PgServer};
 use crate::support::proxy_process::{ProxyCommand, ProxyProcess};
 
@@ -32,7 +32,13 @@ pub struct Replica {
 impl Replica {
     /// Its `/metrics`.
     pub async fn metrics(&self) -> String {
-        let (status, body) = get(self.http, "/metrics").await;
+        let Some((status, body)) = request(self.http, "GET", "/metrics").await else {
+            panic!(
+                "GET /metrics on port {} failed; the proxy logged:\n{}",
+                self.http,
+                self.proxy.log()
+            );
+        };
         assert_eq!(status, 200);
         body
     }
