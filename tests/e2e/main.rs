@@ -8,6 +8,7 @@
 
 mod support;
 
+mod aws_chain;
 mod cancel_peers;
 mod client_auth_properties;
 mod client_security;

@@ -4,6 +4,7 @@
 //! Redshift-like upstream, a Redshift-flavoured upstream in front of PostgreSQL, a fake of the
 //! AWS credential APIs, and the protocol properties the fuzz targets check too.
 
+pub mod aws_chain_proxy;
 pub mod balancer;
 pub mod certs;
 pub mod client_side;
