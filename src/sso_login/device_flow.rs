@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ssooidc::config::http::HttpResponse;
 use aws_sdk_ssooidc::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssooidc::operation::create_token::CreateTokenError;
 
@@ -236,32 +237,27 @@ impl OidcClient {
             .await;
         let output = match sent {
             Ok(output) => output,
-            Err(SdkError::ServiceError(e)) => {
-                return match e.err() {
-                    CreateTokenError::AuthorizationPendingException(_) => PollAnswer::Pending,
-                    CreateTokenError::SlowDownException(_) => PollAnswer::SlowDown,
-                    CreateTokenError::ExpiredTokenException(_) => {
-                        PollAnswer::Failed(FlowError::Expired)
+            Err(error) => {
+                if let SdkError::ServiceError(e) = &error {
+                    match e.err() {
+                        CreateTokenError::AuthorizationPendingException(_) => {
+                            return PollAnswer::Pending;
+                        }
+                        CreateTokenError::SlowDownException(_) => return PollAnswer::SlowDown,
+                        CreateTokenError::ExpiredTokenException(_) => {
+                            return PollAnswer::Failed(FlowError::Expired);
+                        }
+                        CreateTokenError::AccessDeniedException(_) => {
+                            return PollAnswer::Failed(FlowError::Denied(
+                                error_description(e.raw())
+                                    .or_else(|| e.err().message().map(str::to_owned)),
+                            ));
+                        }
+                        _ => {}
                     }
-                    CreateTokenError::AccessDeniedException(denied) => {
-                        PollAnswer::Failed(FlowError::Denied(
-                            denied
-                                .error_description()
-                                .or(denied.message())
-                                .map(str::to_owned),
-                        ))
-                    }
-                    other => PollAnswer::Failed(FlowError::Call {
-                        call: "CreateToken",
-                        detail: service_detail(other),
-                        invalid_client: matches!(
-                            other,
-                            CreateTokenError::InvalidClientException(_)
-                        ),
-                    }),
-                };
+                }
+                return PollAnswer::Failed(call_error("CreateToken", &error));
             }
-            Err(other) => return PollAnswer::Failed(call_error("CreateToken", &other)),
         };
         let Some(access_token) = output.access_token() else {
             return PollAnswer::Failed(missing("CreateToken", "accessToken"));
@@ -276,13 +272,18 @@ impl OidcClient {
 }
 
 /// A failed call, with the service's code and message, or why it could not be reached.
-fn call_error<E, R>(call: &'static str, error: &SdkError<E, R>) -> FlowError
+fn call_error<E>(call: &'static str, error: &SdkError<E, HttpResponse>) -> FlowError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     let detail = match error {
-        SdkError::ServiceError(e) => service_detail(e.err()),
+        SdkError::ServiceError(e) => format!(
+            "{}: {}",
+            e.err().code().unwrap_or("unknown error"),
+            error_description(e.raw())
+                .or_else(|| e.err().message().map(str::to_owned))
+                .unwrap_or_else(|| "no description".to_owned())
+        ),
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
             "cannot reach the SSO OIDC endpoint (set AWS_ENDPOINT_URL_SSO_OIDC to use another): {}",
             causes(error)
@@ -315,12 +316,11 @@ fn causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn service_detail(error: &impl ProvideErrorMetadata) -> String {
-    format!(
-        "{}: {}",
-        error.code().unwrap_or("unknown error"),
-        error.message().unwrap_or("no message")
-    )
+/// The OAuth `error_description` of an error answer: SSO OIDC's errors carry their text
+/// there, which the SDK's generic error metadata (`message`) does not read.
+fn error_description(response: &HttpResponse) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_slice(response.body().bytes()?).ok()?;
+    body.get("error_description")?.as_str().map(str::to_owned)
 }
 
 fn missing(call: &'static str, what: &str) -> FlowError {

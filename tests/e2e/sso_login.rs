@@ -369,6 +369,21 @@ async fn a_revoked_cached_registration_is_replaced() {
     let registration = read_json(&cache_dir(home.path()).join(SESSION_REGISTRATION_FILE));
     assert_eq!(registration["clientId"], issued[1].client_id.as_str());
     assert_ne!(issued[1].client_id, issued[0].client_id);
+
+    // A registration the service refuses right after registering is reported, not retried.
+    fake.forget_clients();
+    fake.forget_new_clients();
+    let (status, _, stderr) = sso_login(home.path(), &fake, &["--profile", "analytics"]).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("StartDeviceAuthorization failed: InvalidClientException: Invalid client"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fake.requests_to("/client/register").len(),
+        3,
+        "one new registration, once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

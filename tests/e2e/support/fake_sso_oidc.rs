@@ -83,6 +83,7 @@ struct State {
     pending_polls: usize,
     slow_down_first: bool,
     outcome: Outcome,
+    remember_clients: bool,
     /// clientId → clientSecret.
     clients: BTreeMap<String, String>,
     /// deviceCode → (clientId, CreateToken calls so far).
@@ -130,6 +131,7 @@ impl FakeSsoOidc {
             pending_polls: 0,
             slow_down_first: false,
             outcome: Outcome::Approve,
+            remember_clients: true,
             clients: BTreeMap::new(),
             devices: BTreeMap::new(),
             requests: Vec::new(),
@@ -173,6 +175,12 @@ impl FakeSsoOidc {
     /// their ids get `InvalidClientException`.
     pub fn forget_clients(&self) {
         lock(&self.state).clients.clear();
+    }
+
+    /// From now on, registrations succeed but are not remembered, as if revoked at once:
+    /// every later call with them gets `InvalidClientException`.
+    pub fn forget_new_clients(&self) {
+        lock(&self.state).remember_clients = false;
     }
 
     /// Every request so far, in order.
@@ -280,9 +288,11 @@ fn register(
     state.counter += 1;
     let client_id = format!("fake-client-id-{}", state.counter);
     let client_secret = format!("fake-client-secret-{}", state.counter);
-    state
-        .clients
-        .insert(client_id.clone(), client_secret.clone());
+    if state.remember_clients {
+        state
+            .clients
+            .insert(client_id.clone(), client_secret.clone());
+    }
     let now = unix_now();
     ok(json!({
         "clientId": client_id,
