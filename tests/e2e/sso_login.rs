@@ -17,6 +17,7 @@ use crate::support::fake_sso_oidc::{
     DEVICE_CODE_GRANT, FakeSsoOidc, Outcome, TOKEN_LIFETIME_SECS, USER_CODE, VERIFICATION_URI,
 };
 use crate::support::proxy_process::ProxyCommand;
+use crate::support::redshift_connector;
 
 const SESSION_CONFIG: &str = "\
 [profile analytics]
@@ -427,4 +428,56 @@ async fn an_unreachable_service_names_the_endpoint_variable() {
         stderr.contains("IAM Identity Center (SSO OIDC, region us-east-1): RegisterClient failed: cannot reach the SSO OIDC endpoint (set AWS_ENDPOINT_URL_SSO_OIDC"),
         "{stderr}"
     );
+}
+
+/// botocore's own SSO token code (what the AWS CLI and boto3 run) reads `path`'s sign-in for
+/// `profile`: the JSON the check script printed.
+async fn botocore_reads(python: &Path, home: &Path, profile: &str) -> Value {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/drivers/botocore_sso_cache_check.py");
+    let output = tokio::process::Command::new(python)
+        .arg(&script)
+        .arg(profile)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        // Any SSO OIDC call would fail here: the token must be used as written.
+        .env("AWS_ENDPOINT_URL_SSO_OIDC", "http://127.0.0.1:1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn botocore_reads_what_sso_login_wrote_in_both_forms() {
+    let Some(python) = redshift_connector::python() else {
+        return;
+    };
+    let fake = FakeSsoOidc::start().await;
+    let home = home_with(&format!("{SESSION_CONFIG}\n{LEGACY_CONFIG}"));
+    for (profile, form) in [("analytics", "sso-session"), ("legacy", "legacy")] {
+        let (status, stdout, stderr) = sso_login(home.path(), &fake, &["--profile", profile]).await;
+        assert!(status.success(), "{stdout}\n{stderr}");
+        let issued = fake.issued().pop().expect("a token");
+        let read = botocore_reads(&python, home.path(), profile).await;
+        assert_eq!(read["form"], form);
+        assert_eq!(read["accessToken"], issued.access_token.as_str(), "{read}");
+        let expires_at = issued
+            .expires_at
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        let read_expiry = read["expiresAt"].as_u64().expect("seconds");
+        assert!(
+            read_expiry.abs_diff(expires_at) < 60,
+            "{read} vs {expires_at}"
+        );
+    }
 }
