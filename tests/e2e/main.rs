@@ -8,6 +8,8 @@
 
 mod support;
 
+mod aws_chain;
+mod client_auth_properties;
 mod client_security;
 mod client_tls_binding;
 mod fake_aws_wire;

@@ -5,6 +5,7 @@
 //! AWS credential APIs, a fake of IAM Identity Center's SSO OIDC service, and the protocol
 //! properties the fuzz targets check too.
 
+pub mod aws_chain_proxy;
 pub mod certs;
 pub mod client_side;
 pub mod eventually;
