@@ -2,7 +2,10 @@
 //! (support/fake_sso_oidc.rs, reached through `AWS_ENDPOINT_URL_SSO_OIDC`) with HOME in a
 //! temporary directory: both profile forms write the token and client registration files
 //! with the AWS CLI's names and fields, the poll answers (pending, slow_down, denied,
-//! expired) end as they should, and a profile that cannot be signed in to says why.
+//! expired) end as they should, a profile that cannot be signed in to says why, botocore
+//! reads what was written, and the proxy itself signs in with it: the SSO portal (the AWS
+//! fake) receives the token sso-login obtained and its keys sign the Redshift call, for
+//! `--check`, a served login and a proxy already serving when the session ended.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,10 +16,14 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use serde_json::Value;
 
+use crate::support::aws_chain_proxy::{chain_proxy, prepared, redshift_signers};
+use crate::support::eventually::eventually;
+use crate::support::fake_aws::{Api, FakeAws};
 use crate::support::fake_sso_oidc::{
     DEVICE_CODE_GRANT, FakeSsoOidc, Outcome, TOKEN_LIFETIME_SECS, USER_CODE, VERIFICATION_URI,
 };
-use crate::support::proxy_process::ProxyCommand;
+use crate::support::pg::{current_user, db_error};
+use crate::support::proxy_process::{ProxyCommand, ProxyProcess};
 use crate::support::redshift_connector;
 
 const SESSION_CONFIG: &str = "\
@@ -478,6 +485,138 @@ async fn botocore_reads_what_sso_login_wrote_in_both_forms() {
         assert!(
             read_expiry.abs_diff(expires_at) < 60,
             "{read} vs {expires_at}"
+        );
+    }
+}
+
+/// The bearer tokens the SSO portal received.
+fn portal_tokens(fake: &FakeAws) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.api == Api::SsoGetRoleCredentials)
+        .map(|r| r.sso_bearer_token().unwrap_or("(none)").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_signs_in_with_what_sso_login_wrote() {
+    for (user, profile, config) in [
+        ("sso_login_session", "analytics", SESSION_CONFIG),
+        ("sso_login_legacy", "legacy", LEGACY_CONFIG),
+    ] {
+        let (server, fake) = prepared(user).await;
+        let oidc = FakeSsoOidc::start().await;
+        oidc.pending_polls(1);
+        let link = chain_proxy(server, &fake, user, false, &["--aws-profile", profile]);
+        link.aws_file("config", config);
+        let (status, stdout, stderr) = sso_login(link.home(), &oidc, &["--profile", profile]).await;
+        assert!(status.success(), "{stdout}\n{stderr}");
+        let token = oidc.issued().pop().expect("a token").access_token;
+
+        // --check, then a served login: each exchanged sso-login's token at the portal, and
+        // the keys the portal issued signed GetClusterCredentials.
+        let requests = link.check_and_serve(&fake).await;
+        assert_eq!(portal_tokens(&fake), [token.clone(), token], "{profile}");
+        assert_eq!(
+            redshift_signers(&requests),
+            ["ASIAFAKESSO0001", "ASIAFAKESSO0002"],
+            "{profile}"
+        );
+    }
+}
+
+/// Logs in through `proxy` as the target's user, or the SQLSTATE and message it was refused with.
+async fn login(proxy: &ProxyProcess) -> Result<String, (String, String)> {
+    match tokio_postgres::connect(&proxy.conninfo("someone", "dev"), tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            Ok(current_user(&client).await)
+        }
+        Err(e) => Err(db_error(&e)),
+    }
+}
+
+/// How a test ends the SSO session before a serving proxy meets it.
+#[derive(Debug, Clone, Copy)]
+enum SessionEnd {
+    /// The portal refuses the cached token, which has not reached its `expiresAt`: signed
+    /// out, revoked or past the session duration.
+    SignedOut,
+    /// The cached token is past its `expiresAt` (and has no registration to refresh it).
+    Expired,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_proxy_says_to_run_sso_login_and_then_uses_it() {
+    for (user, profile, config, end) in [
+        (
+            "sso_login_relegacy",
+            "legacy",
+            LEGACY_CONFIG,
+            SessionEnd::SignedOut,
+        ),
+        (
+            "sso_login_resession",
+            "analytics",
+            SESSION_CONFIG,
+            SessionEnd::SignedOut,
+        ),
+        (
+            "sso_login_reexpired",
+            "analytics",
+            SESSION_CONFIG,
+            SessionEnd::Expired,
+        ),
+    ] {
+        let (server, fake) = prepared(user).await;
+        let oidc = FakeSsoOidc::start().await;
+        let link = chain_proxy(server, &fake, user, false, &["--aws-profile", profile]);
+        link.aws_file("config", config);
+        let home = link.home().to_owned();
+        let (file, start_url) = if profile == "legacy" {
+            (LEGACY_TOKEN_FILE, "https://legacy.awsapps.com/start")
+        } else {
+            (SESSION_TOKEN_FILE, "https://example.awsapps.com/start")
+        };
+        let expires_at = match end {
+            SessionEnd::SignedOut => "2099-01-01T00:00:00Z",
+            SessionEnd::Expired => "2020-01-01T00:00:00Z",
+        };
+        link.aws_file(
+            &format!("sso/cache/{file}"),
+            &format!(
+                r#"{{"startUrl": "{start_url}", "region": "us-east-1", "accessToken": "old-token", "expiresAt": "{expires_at}"}}"#
+            ),
+        );
+        fake.sso_refuse_token("old-token");
+        let proxy = link.serve();
+        let (code, message) = login(&proxy).await.expect_err("the session has ended");
+        assert_eq!(code, "28000", "{message}");
+        assert!(
+            message.contains(&format!(
+                "redshift-auth-proxy sso-login --profile {profile}"
+            )),
+            "{profile} {end:?}: {message}"
+        );
+
+        let (status, stdout, stderr) = sso_login(&home, &oidc, &["--profile", profile]).await;
+        assert!(status.success(), "{stdout}\n{stderr}");
+        let token = oidc.issued().pop().expect("a token").access_token;
+
+        // No restart: once the refusal is no longer remembered, the next client logs in.
+        let mut last = None;
+        let logged_in = eventually(Duration::from_secs(20), async || {
+            let outcome = login(&proxy).await;
+            let ok = outcome.as_deref() == Ok(&*format!("IAM:{user}"));
+            last = Some(outcome);
+            ok
+        })
+        .await;
+        assert!(logged_in, "{profile} {end:?}: {last:?}\n{}", proxy.log());
+        assert_eq!(
+            portal_tokens(&fake).last(),
+            Some(&token),
+            "{profile} {end:?}"
         );
     }
 }
