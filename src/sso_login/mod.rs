@@ -62,7 +62,8 @@ pub enum SsoLoginError {
     },
     /// Nobody approved the code in time.
     #[error(
-        "the sign-in code {user_code} expired before it was approved: no token was written; run `redshift-auth-proxy sso-login --profile {profile}` again and approve the code within {minutes} minutes"
+        "the sign-in code {user_code} expired before it was approved: no token was written; run `redshift-auth-proxy sso-login --profile {profile}` again and approve the code within {}",
+        minutes(*.lifetime)
     )]
     Expired {
         /// The profile.
@@ -70,7 +71,7 @@ pub enum SsoLoginError {
         /// The code that expired.
         user_code: String,
         /// How long it was valid.
-        minutes: u64,
+        lifetime: std::time::Duration,
     },
     /// A call to IAM Identity Center failed.
     #[error("IAM Identity Center (SSO OIDC, region {region}): {flow}")]
@@ -140,7 +141,7 @@ pub async fn run(
             FlowError::Expired => SsoLoginError::Expired {
                 profile: profile.profile.clone(),
                 user_code: authorization.user_code.clone(),
-                minutes: authorization.expires_in.as_secs().div_ceil(60),
+                lifetime: authorization.expires_in,
             },
             flow => service_error(flow),
         })?;
@@ -221,13 +222,13 @@ fn tell_user(
     // be approved from another device.
     let _ = write!(
         prompt,
-        "To sign in to IAM Identity Center for profile `{}` ({}), open this page in a browser on any device:\n\n    {}\n\nand check that it shows the code {} (or open {} and type the code).\nWaiting for approval; the code expires in {} minutes.\n",
+        "To sign in to IAM Identity Center for profile `{}` ({}), open this page in a browser on any device:\n\n    {}\n\nand check that it shows the code {} (or open {} and type the code).\nWaiting for approval; the code expires in {}.\n",
         profile.profile,
         profile.start_url,
         authorization.verification_uri_complete,
         authorization.user_code,
         authorization.verification_uri,
-        authorization.expires_in.as_secs().div_ceil(60),
+        minutes(authorization.expires_in),
     );
     if open_browser && let Err(why) = open_in_browser(&authorization.verification_uri_complete) {
         let _ = writeln!(
@@ -236,6 +237,14 @@ fn tell_user(
         );
     }
     let _ = prompt.flush();
+}
+
+/// "10 minutes", "1 minute": a code's lifetime, rounded up.
+fn minutes(lifetime: std::time::Duration) -> String {
+    match lifetime.as_secs().div_ceil(60) {
+        1 => "1 minute".to_owned(),
+        n => format!("{n} minutes"),
+    }
 }
 
 /// Hands the URL to the desktop's opener, without a shell.
@@ -276,5 +285,12 @@ mod tests {
         assert_eq!(client_name(&profile, now), "redshift-auth-proxy-corp");
         profile.session_name = None;
         assert_eq!(client_name(&profile, now), "redshift-auth-proxy-1700000000");
+    }
+
+    #[test]
+    fn lifetimes_read_in_whole_minutes() {
+        assert_eq!(minutes(Duration::from_secs(600)), "10 minutes");
+        assert_eq!(minutes(Duration::from_secs(599)), "10 minutes");
+        assert_eq!(minutes(Duration::from_secs(2)), "1 minute");
     }
 }

@@ -364,6 +364,29 @@ async fn an_expired_code_says_so_and_writes_no_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_past_its_lifetime_ends_the_wait_even_if_the_service_never_says() {
+    let fake = FakeSsoOidc::start().await;
+    fake.pending_polls(usize::MAX);
+    fake.set_code_lifetime(2);
+    let home = home_with(SESSION_CONFIG);
+    let started = std::time::Instant::now();
+    let (status, stdout, stderr) = sso_login(home.path(), &fake, &["--profile", "analytics"]).await;
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the sign-in code {USER_CODE} expired before it was approved"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(fake.requests_to("/token").len() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_cached_registration_is_replaced() {
     let fake = FakeSsoOidc::start().await;
     let home = home_with(SESSION_CONFIG);

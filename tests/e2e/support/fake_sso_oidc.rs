@@ -83,6 +83,7 @@ struct State {
     pending_polls: usize,
     slow_down_first: bool,
     outcome: Outcome,
+    code_lifetime_secs: u64,
     remember_clients: bool,
     /// clientId → clientSecret.
     clients: BTreeMap<String, String>,
@@ -131,6 +132,7 @@ impl FakeSsoOidc {
             pending_polls: 0,
             slow_down_first: false,
             outcome: Outcome::Approve,
+            code_lifetime_secs: 600,
             remember_clients: true,
             clients: BTreeMap::new(),
             devices: BTreeMap::new(),
@@ -159,6 +161,12 @@ impl FakeSsoOidc {
     /// CreateToken answers `authorization_pending` this many times per device code first.
     pub fn pending_polls(&self, n: usize) {
         lock(&self.state).pending_polls = n;
+    }
+
+    /// The `expiresIn` StartDeviceAuthorization gives (default 600 s); the fake itself never
+    /// expires a code.
+    pub fn set_code_lifetime(&self, secs: u64) {
+        lock(&self.state).code_lifetime_secs = secs;
     }
 
     /// The first CreateToken of each device code answers `slow_down`.
@@ -257,7 +265,7 @@ impl Respond for Responder {
                     "userCode": USER_CODE,
                     "verificationUri": VERIFICATION_URI,
                     "verificationUriComplete": format!("{VERIFICATION_URI}?user_code={USER_CODE}"),
-                    "expiresIn": 600,
+                    "expiresIn": state.code_lifetime_secs,
                     "interval": 1,
                 }))
             }
