@@ -7,6 +7,9 @@
 //! - the `sso-session` form: the profile says `sso_session = NAME`, and a `[sso-session NAME]`
 //!   section holds `sso_start_url`, `sso_region` and optionally `sso_registration_scopes`;
 //! - the legacy form: `sso_start_url` and `sso_region` in the profile itself.
+//!
+//! A role profile (`role_arn` with `source_profile`) that is neither is followed to its source
+//! profile, whose SSO session the credential chain would use.
 
 use std::borrow::Cow;
 
@@ -114,8 +117,23 @@ pub async fn load_from(
 
 /// The selected profile's SSO settings.
 fn from_profile_set(set: &ProfileSet) -> Result<SsoProfile, ProfileError> {
-    let name = set.selected_profile();
-    let Some(profile) = set.get_profile(name) else {
+    let mut name = set.selected_profile();
+    let mut profile = set.get_profile(name);
+    // A role profile whose keys come from an SSO profile (`source_profile`): sign in for
+    // that one, as the credential chain will use its session. A few hops at most, so a
+    // cycle ends.
+    for _ in 0..MAX_SOURCE_HOPS {
+        let Some(current) = profile else { break };
+        if is_sso(current) {
+            break;
+        }
+        let Some(source) = current.get("source_profile").filter(|s| *s != name) else {
+            break;
+        };
+        name = source;
+        profile = set.get_profile(name);
+    }
+    let Some(profile) = profile else {
         return Err(ProfileError::NoSuchProfile {
             name: name.to_owned(),
             found: sorted(set.profiles()),
@@ -142,7 +160,7 @@ fn from_profile_set(set: &ProfileSet) -> Result<SsoProfile, ProfileError> {
             registration_scopes: session.get("sso_registration_scopes").map(parse_scopes),
         });
     }
-    if profile.get("sso_start_url").is_none() && profile.get("sso_region").is_none() {
+    if !is_sso(profile) {
         return Err(ProfileError::NotSso {
             name: name.to_owned(),
         });
@@ -159,6 +177,16 @@ fn from_profile_set(set: &ProfileSet) -> Result<SsoProfile, ProfileError> {
         region,
         registration_scopes: None,
     })
+}
+
+/// How many `source_profile` links are followed to an SSO profile.
+const MAX_SOURCE_HOPS: usize = 4;
+
+/// Whether a profile has SSO settings of either form.
+fn is_sso(profile: &aws_config::profile::Profile) -> bool {
+    ["sso_session", "sso_start_url", "sso_region"]
+        .iter()
+        .any(|key| profile.get(key).is_some())
 }
 
 /// Both values, or which are missing (an empty value counts as missing).
@@ -245,6 +273,23 @@ sso_region = us-east-2
 
 [profile uses-broken]
 sso_session = broken
+
+[profile deployer]
+role_arn = arn:aws:iam::123456789012:role/deployer
+source_profile = analytics
+
+[profile chained]
+role_arn = arn:aws:iam::123456789012:role/other
+source_profile = deployer
+
+[profile loop-a]
+source_profile = loop-b
+
+[profile loop-b]
+source_profile = loop-a
+
+[profile lost]
+source_profile = nowhere
 ";
 
     async fn read(
@@ -311,7 +356,7 @@ sso_session = broken
         assert!(
             text.contains("no profile `nope`")
                 && text.contains(
-                    "profiles found: analytics, dangling, default, half, keys, legacy, unscoped, uses-broken"
+                    "profiles found: analytics, chained, dangling, default, deployer, half, keys, legacy, loop-a, loop-b, lost, unscoped, uses-broken"
                 ),
             "{text}"
         );
@@ -340,6 +385,19 @@ sso_session = broken
             text,
             "[sso-session broken] is missing sso_start_url: add it to ~/.aws/config"
         );
+    }
+
+    #[tokio::test]
+    async fn a_role_profile_signs_in_for_its_sso_source_profile() {
+        for role in ["deployer", "chained"] {
+            let profile = read(Some(role), None).await.unwrap();
+            assert_eq!(profile.profile, "analytics", "{role}");
+            assert_eq!(profile.session_name.as_deref(), Some("corp"));
+        }
+        let text = read(Some("loop-a"), None).await.unwrap_err().to_string();
+        assert!(text.contains("is not an SSO profile"), "{text}");
+        let text = read(Some("lost"), None).await.unwrap_err().to_string();
+        assert!(text.contains("there is no profile `nowhere`"), "{text}");
     }
 
     #[tokio::test]
