@@ -6,6 +6,7 @@
 //! properties the fuzz targets check too.
 
 pub mod aws_chain_proxy;
+pub mod balancer;
 pub mod certs;
 pub mod client_side;
 pub mod eventually;
@@ -18,4 +19,5 @@ pub mod proxy;
 pub mod proxy_process;
 pub mod redshift_connector;
 pub mod redshift_upstream;
+pub mod replicas;
 pub mod scripted;
