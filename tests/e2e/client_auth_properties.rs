@@ -137,3 +137,11 @@ proptest! {
         check_scram_round_trip(&password, tls);
     }
 }
+
+/// Found by the users_file fuzzer: a user name that repeats the start of its own broken
+/// verifier. The message quotes the user name, and with it that text, which is allowed; the
+/// property must not take it for a leaked verifier.
+#[test]
+fn a_message_may_quote_a_user_name_that_repeats_the_verifier() {
+    check_users_file(b"B>CC  >CC       CCCC$  $CC+   CCCC,C#:     CCCC$  $CC+   CCCC,C#:");
+}
