@@ -38,12 +38,12 @@ fn main() -> ExitCode {
     }
     if let Some(Command::SsoLogin {
         profile,
-        open_browser,
+        no_browser,
     }) = &cli.command
     {
         return run_sso_login(SsoLoginOptions {
             profile: profile.clone(),
-            open_browser: *open_browser,
+            open_browser: !*no_browser && redshift_auth_proxy::sso_login::has_desktop(),
         });
     }
     let config = match ProxyConfig::load(&cli) {

@@ -138,10 +138,10 @@ pub enum Command {
         /// proxy's --aws-profile variable, else AWS_PROFILE, else `default`.
         #[arg(long, value_name = "NAME", env = AWS_PROFILE_ENV)]
         profile: Option<String>,
-        /// Also open the page with xdg-open (open on macOS); by default it is only printed,
-        /// since a server has no browser.
+        /// Only print the page, as `aws sso login --no-browser` does. Without it the page is
+        /// also opened (xdg-open, open on macOS) where there is a desktop to open it on.
         #[arg(long)]
-        open_browser: bool,
+        no_browser: bool,
     },
 }
 

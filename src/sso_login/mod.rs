@@ -26,6 +26,14 @@ pub struct SsoLoginOptions {
     pub open_browser: bool,
 }
 
+/// Whether this process can show a browser: always on macOS, and elsewhere when a graphical
+/// session is set (`DISPLAY` or `WAYLAND_DISPLAY`). On a server or over plain SSH there is none,
+/// and the page is only printed, for the user to open on any device.
+pub fn has_desktop() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    cfg!(target_os = "macos") || set("DISPLAY") || set("WAYLAND_DISPLAY")
+}
+
 /// A finished sign-in.
 #[derive(Debug, Clone)]
 pub struct SignedIn {

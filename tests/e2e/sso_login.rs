@@ -274,8 +274,10 @@ async fn the_legacy_form_is_named_after_the_start_url_and_aws_profile_picks_it()
     // One pending answer: the user is told (and the browser tried) only when one comes.
     fake.pending_polls(1);
     let home = home_with(LEGACY_CONFIG);
-    let command = ProxyCommand::new(&["sso-login", "--open-browser"])
+    let command = ProxyCommand::new(&["sso-login"])
         .env("HOME", Some(&home.path().to_string_lossy()))
+        // A desktop to open the page on, as far as the command can tell.
+        .env("DISPLAY", Some(":0"))
         .env("AWS_ENDPOINT_URL_SSO_OIDC", Some(&fake.uri()))
         .env("AWS_PROFILE", Some("legacy"))
         // No opener on PATH: the page is printed and the sign-in goes on.
@@ -444,7 +446,7 @@ async fn profiles_that_cannot_sign_in_say_why() {
 async fn an_unreachable_service_names_the_endpoint_variable() {
     let home = home_with(SESSION_CONFIG);
     let closed = crate::support::pg::free_port();
-    let command = ProxyCommand::new(&["sso-login", "--profile", "analytics"])
+    let command = ProxyCommand::new(&["sso-login", "--no-browser", "--profile", "analytics"])
         .env("HOME", Some(&home.path().to_string_lossy()))
         .env(
             "AWS_ENDPOINT_URL_SSO_OIDC",
