@@ -24,3 +24,4 @@ mod protocol_properties;
 mod proxy_postgres;
 mod redshift_drivers;
 mod redshift_scripted;
+mod sso_login;
