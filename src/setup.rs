@@ -23,6 +23,7 @@ use crate::target::TargetKind;
 use crate::upstream::UpstreamEndpoint;
 use crate::upstream::cancel::CancelRegistry;
 use crate::upstream::tls::{TlsConfigError, upstream_client_config};
+use crate::upstream::warm::{WarmBudget, WarmPool, WarmPools};
 
 /// A target that cannot be set up; the message names the target and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,8 @@ pub struct Assembled {
     pub cancel: Arc<CancelRegistry>,
     /// The client TLS configuration, for the reload watcher.
     pub client_tls: Option<Arc<ClientTls>>,
+    /// The warm-session pools of the targets that keep them, for the stop sequence.
+    pub warm: WarmPools,
 }
 
 /// Builds every target of `config`. AWS credentials are only loaded when some target needs
@@ -103,10 +106,12 @@ pub async fn assemble(
     };
     let client = Arc::new(client_policy(&config.client)?);
     let client_tls = client.tls.clone();
+    let budget = WarmBudget::new(config.warm.max_total);
+    let mut warm = WarmPools::default();
     let mut targets = Vec::with_capacity(config.targets.len());
     for listen in &config.targets {
         let target_metrics = metrics.target(listen.target.label());
-        let ctx = target_context(
+        let mut ctx = target_context(
             config,
             listen,
             aws.as_ref(),
@@ -115,12 +120,25 @@ pub async fn assemble(
             target_metrics,
         )
         .await?;
+        if listen.warm_sessions > 0 {
+            let pool = WarmPool::start(
+                listen.warm_sessions,
+                config.warm,
+                budget.clone(),
+                ctx.endpoint.clone(),
+                ctx.credentials.clone(),
+                ctx.metrics.clone(),
+            );
+            warm.push(pool.clone());
+            ctx.warm = Some(pool);
+        }
         targets.push((listen.listen, Arc::new(ctx)));
     }
     Ok(Assembled {
         targets,
         cancel,
         client_tls,
+        warm,
     })
 }
 
@@ -209,6 +227,7 @@ async fn target_context(
         idle_timeout: config.idle_timeout,
         metrics,
         client: client.clone(),
+        warm: None,
     })
 }
 

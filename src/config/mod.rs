@@ -28,6 +28,7 @@ use crate::credentials::AwsSettings;
 use crate::ops::shutdown::ShutdownDelays;
 use crate::target::Target;
 use crate::upstream::tls::{SslMode, UpstreamTrust};
+use crate::upstream::warm::WarmSettings;
 
 pub use cli::{Cli, Command};
 pub use error::ConfigError;
@@ -55,6 +56,8 @@ pub struct ListenTarget {
     pub target: Target,
     /// The target's `sslmode` option, else the global one.
     pub sslmode: SslMode,
+    /// The target's `warm_sessions` option, else `--warm-sessions`.
+    pub warm_sessions: usize,
 }
 
 /// The configuration the proxy runs with. Every value in it has been checked, alone and
@@ -87,6 +90,8 @@ pub struct ProxyConfig {
     pub worker_threads: Option<usize>,
     /// End sessions idle this long.
     pub idle_timeout: Option<Duration>,
+    /// Limits of the warm upstream sessions all targets share.
+    pub warm: WarmSettings,
     /// Client TLS, client authentication and the Unix socket.
     pub client: ClientSettings,
 }

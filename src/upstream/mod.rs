@@ -9,6 +9,7 @@ mod connect;
 mod login;
 pub(crate) mod read_ahead;
 pub mod tls;
+pub mod warm;
 
 use std::io;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use crate::protocol::sqlstate;
 use auth::AuthError;
 use tls::SslMode;
 
-pub use connect::{UpstreamStream, connect, connect_and_login};
+pub use connect::{UpstreamStream, connect, connect_and_login, socket_is_quiet, tls_resumed};
 pub use login::{Greeting, login, upstream_startup_params};
 
 /// Where and how to reach one server.

@@ -20,3 +20,4 @@ mod protocol_properties;
 mod proxy_postgres;
 mod redshift_drivers;
 mod redshift_scripted;
+mod warm_sessions;

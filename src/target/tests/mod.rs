@@ -31,6 +31,7 @@ fn base(host: &str, kind: TargetKind, region: Option<&str>) -> Target {
         sslmode: None,
         password_env: None,
         allowed_users: Vec::new(),
+        warm_sessions: None,
         lookup_endpoint: false,
     }
 }

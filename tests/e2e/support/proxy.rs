@@ -18,6 +18,7 @@ use redshift_auth_proxy::upstream::cancel::CancelRegistry;
 use redshift_auth_proxy::upstream::tls::{
     SslMode, UpstreamRoots, UpstreamTrust, upstream_client_config,
 };
+use redshift_auth_proxy::upstream::warm::{WarmBudget, WarmPool, WarmSettings};
 use tokio::task::JoinHandle;
 
 /// What to put in front of which upstream.
@@ -40,6 +41,8 @@ pub struct ProxyOptions {
     pub max_connections: Option<usize>,
     /// Client TLS and client authentication (trust without TLS by default).
     pub client: Arc<ClientPolicy>,
+    /// `--warm-sessions` and the limits of warm sessions; none by default.
+    pub warm: Option<(usize, WarmSettings)>,
 }
 
 impl ProxyOptions {
@@ -55,6 +58,7 @@ impl ProxyOptions {
             idle_timeout: None,
             max_connections: None,
             client: Arc::new(ClientPolicy::trust()),
+            warm: None,
         }
     }
 }
@@ -67,6 +71,8 @@ pub struct TestProxy {
     pub cancel: Arc<CancelRegistry>,
     /// The proxy's metrics, to see what an operator would.
     pub metrics: Arc<Metrics>,
+    /// The target's warm sessions, when it keeps them.
+    pub warm: Option<Arc<WarmPool>>,
     stop: StopTokens,
     handle: JoinHandle<usize>,
 }
@@ -90,15 +96,29 @@ impl TestProxy {
         let cancel = CancelRegistry::new();
         let metrics = Metrics::new();
         let label = target.label().to_owned();
+        let credentials: Arc<dyn redshift_auth_proxy::credentials::CredentialSource> =
+            Arc::new(StaticPassword::new(Secret::new(options.password)));
+        let target_metrics = metrics.target(&label);
+        let warm = options.warm.map(|(per_key, settings)| {
+            WarmPool::start(
+                per_key,
+                settings,
+                WarmBudget::new(settings.max_total),
+                endpoint.clone(),
+                credentials.clone(),
+                target_metrics.clone(),
+            )
+        });
         let ctx = Arc::new(TargetContext {
             target,
             endpoint,
-            credentials: Arc::new(StaticPassword::new(Secret::new(options.password))),
+            credentials,
             cancel: cancel.clone(),
             startup_timeout: options.startup_timeout,
             idle_timeout: options.idle_timeout,
-            metrics: metrics.target(&label),
+            metrics: target_metrics,
             client: options.client.clone(),
+            warm: warm.clone(),
         });
         let server = Server::bind(
             [("127.0.0.1:0".parse().expect("address"), ctx)],
@@ -114,6 +134,7 @@ impl TestProxy {
             addr,
             cancel,
             metrics,
+            warm,
             stop,
             handle,
         }
