@@ -13,7 +13,8 @@
 //! - [`client`] is the client's side: its stream and address, TLS toward it, and how it
 //!   proves who it is (`client::auth`).
 //! - [`upstream`] is the server's side: TCP and TLS, the login that answers the server's
-//!   authentication request (`upstream::auth`), and forwarded cancel requests.
+//!   authentication request (`upstream::auth`), forwarded cancel requests, and the warm
+//!   sessions kept logged in for clients to come (`upstream::warm`).
 //! - [`credentials`] fetches and caches the temporary database passwords from AWS.
 //! - [`relay`] moves bytes both ways after the login, frame-aware and without copying.
 //! - [`net`] holds what both sides share: [`net::pg_stream::PgStream`], the one framed

@@ -356,7 +356,7 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
     // Each setting set to a value that validates together with the others, through the
     // environment and through the file; client_ca cannot go with scram (see the client
     // security tests).
-    let values: [(&str, Option<&str>); 31] = [
+    let values: [(&str, Option<&str>); 35] = [
         ("address", Some("127.0.0.2")),
         ("port", Some("6000")),
         ("sslmode", Some("verify-ca")),
@@ -387,6 +387,10 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
         ("client_users", Some("u.txt")),
         ("client_ca", None),
         ("allow_unauthenticated_remote", Some("true")),
+        ("warm_sessions", Some("3")),
+        ("warm_idle", Some("90s")),
+        ("warm_max_age", Some("4m")),
+        ("warm_max_total", Some("9")),
         ("unix_socket", Some("/run/p")),
     ];
     let keys: Vec<&str> = values.iter().map(|(key, _)| *key).collect();
@@ -399,6 +403,15 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
         assert_eq!(config.aws.role_session_name.as_deref(), Some("s"));
         assert_eq!(config.client.auth, ClientAuthMethod::Scram);
         assert!(config.http_address.is_none() && config.quitquitquit);
+        assert_eq!(config.targets[0].warm_sessions, 3);
+        assert_eq!(
+            config.warm,
+            crate::upstream::warm::WarmSettings {
+                idle: Duration::from_secs(90),
+                max_age: Duration::from_secs(240),
+                max_total: 9,
+            }
+        );
     };
     Jail::expect_with(|jail| {
         for (key, value) in values.iter().filter_map(|(key, v)| Some((key, (*v)?))) {
@@ -489,6 +502,40 @@ fn cleartext_passwords_only_over_required_tls_or_on_loopback() {
             .expect("remote with TLS required");
         assert_eq!(config.client.auth, ClientAuthMethod::Password);
         assert_eq!(config.client.users_file, Some(PathBuf::from("u.txt")));
+        Ok(())
+    });
+}
+
+#[test]
+fn warm_sessions_default_off_and_a_target_overrides_the_setting() {
+    Jail::expect_with(|_| {
+        let config = ProxyConfig::load(&cli(&[STATIC])).expect("defaults");
+        assert_eq!(config.targets[0].warm_sessions, 0);
+        assert_eq!(config.warm, crate::upstream::warm::WarmSettings::default());
+        let own = format!("{STATIC}&warm_sessions=1");
+        let config = ProxyConfig::load(&cli(&[
+            &own,
+            STATIC,
+            "--port",
+            "7000",
+            "--warm-sessions",
+            "2",
+        ]))
+        .expect("override");
+        assert_eq!(config.targets[0].warm_sessions, 1);
+        assert_eq!(config.targets[1].warm_sessions, 2);
+        for (flags, needle) in [
+            (vec![STATIC, "--warm-sessions", "65"], "warm_sessions = 65"),
+            (vec![STATIC, "--warm-idle", "0"], "warm_idle = 0"),
+            (vec![STATIC, "--warm-max-age", "0s"], "warm_max_age = 0"),
+            (vec![STATIC, "--warm-idle", "soon"], "warm_idle"),
+        ] {
+            let err = ProxyConfig::load(&cli(&flags)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{flags:?}: {err}");
+        }
+        let bad = format!("{STATIC}&warm_sessions=65");
+        let err = ProxyConfig::load(&cli(&[&bad])).unwrap_err().to_string();
+        assert!(err.contains("0 to 64"), "{err}");
         Ok(())
     });
 }
