@@ -362,3 +362,26 @@ impl WarmPool {
         count
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_shared_and_given_back_on_drop() {
+        let budget = WarmBudget::new(2);
+        let gauge = Gauge::default();
+        let mut first = budget.reserve().expect("first slot");
+        let second = budget.reserve().expect("second slot");
+        assert!(budget.reserve().is_none(), "--warm-max-total reached");
+        assert_eq!(budget.used(), 2);
+        first.count_in(&gauge);
+        first.count_in(&gauge);
+        assert_eq!(gauge.get(), 1, "a spare counts once in the gauge");
+        drop(first);
+        assert_eq!((budget.used(), gauge.get()), (1, 0));
+        assert!(budget.reserve().is_some(), "a slot given back is free again");
+        drop(second);
+        assert_eq!(budget.used(), 0);
+    }
+}

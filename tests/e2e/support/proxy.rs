@@ -153,8 +153,11 @@ impl TestProxy {
         )
     }
 
-    /// Stops accepting, ends sessions, and waits for every task.
+    /// Closes the warm sessions, stops accepting, ends sessions, and waits for every task.
     pub async fn stop(self) {
+        if let Some(warm) = &self.warm {
+            warm.close().await;
+        }
         self.stop.stop_accepting.cancel();
         self.stop.end_sessions.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.handle)
