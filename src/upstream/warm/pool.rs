@@ -380,7 +380,10 @@ mod tests {
         assert_eq!(gauge.get(), 1, "a spare counts once in the gauge");
         drop(first);
         assert_eq!((budget.used(), gauge.get()), (1, 0));
-        assert!(budget.reserve().is_some(), "a slot given back is free again");
+        assert!(
+            budget.reserve().is_some(),
+            "a slot given back is free again"
+        );
         drop(second);
         assert_eq!(budget.used(), 0);
     }
