@@ -11,7 +11,9 @@
 //! SSLRequest + rustls handshakes to a PostgreSQL server with one shared client
 //! configuration (so rustls's session cache offers the server's tickets, as the proxy's
 //! per-target configuration does), then as many with a fresh configuration each time (always
-//! a full handshake). It prints the medians and how many handshakes were resumed.
+//! a full handshake). It prints the medians, how many handshakes were resumed, and how many
+//! needed a HelloRetryRequest (the cache also remembers the key-exchange group the server
+//! chose, which saves that round trip).
 //!
 //! ```sh
 //! cargo build --release --example connect_latency
@@ -243,13 +245,13 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// SSLRequest, then a TLS handshake; returns the time from the TCP connect on and whether it
-/// was resumed.
+/// SSLRequest, then a TLS handshake; returns the time from the TCP connect on and the kind
+/// of handshake (full, full after a HelloRetryRequest, resumed).
 async fn tls_handshake(
     address: SocketAddr,
     server_name: &ServerName<'static>,
     config: Arc<ClientConfig>,
-) -> Result<(Duration, bool)> {
+) -> Result<(Duration, Option<rustls::HandshakeKind>)> {
     let started = Instant::now();
     let mut tcp = TcpStream::connect(address).await?;
     tcp.set_nodelay(true)?;
@@ -261,7 +263,7 @@ async fn tls_handshake(
         .connect(server_name.clone(), tcp)
         .await?;
     let elapsed = started.elapsed();
-    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let kind = tls.get_ref().1.handshake_kind();
     // A StartupMessage for nobody in particular lets a TLS 1.3 server send its tickets (they
     // follow the handshake) before the connection is closed; its answer is read and dropped.
     let mut startup = Vec::new();
@@ -271,7 +273,7 @@ async fn tls_handshake(
     tls.write_all(&startup).await?;
     let mut answer = [0u8; 512];
     let _ = tokio::time::timeout(Duration::from_secs(2), tls.read(&mut answer)).await;
-    Ok((elapsed, resumed))
+    Ok((elapsed, kind))
 }
 
 async fn tls_handshakes(
@@ -283,24 +285,32 @@ async fn tls_handshakes(
     let server_name = ServerName::try_from(server_name.to_owned())?;
     let shared = Arc::new(client_config(ca_file)?);
     let mut with_cache = Vec::new();
-    let mut resumed = 0usize;
+    let (mut resumed, mut shared_retries, mut fresh_retries) = (0usize, 0usize, 0usize);
+    let retried = |kind| kind == Some(rustls::HandshakeKind::FullWithHelloRetryRequest);
     // The first handshake fills the cache and is not counted.
     tls_handshake(address, &server_name, shared.clone()).await?;
     for _ in 0..count {
-        let (time, was_resumed) = tls_handshake(address, &server_name, shared.clone()).await?;
+        let (time, kind) = tls_handshake(address, &server_name, shared.clone()).await?;
         with_cache.push(time.as_secs_f64() * 1000.0);
-        resumed += usize::from(was_resumed);
+        resumed += usize::from(kind == Some(rustls::HandshakeKind::Resumed));
+        shared_retries += usize::from(retried(kind));
     }
     let mut without = Vec::new();
     for _ in 0..count {
         let fresh = Arc::new(client_config(ca_file)?);
-        let (time, _) = tls_handshake(address, &server_name, fresh).await?;
+        let (time, kind) = tls_handshake(address, &server_name, fresh).await?;
         without.push(time.as_secs_f64() * 1000.0);
+        fresh_retries += usize::from(retried(kind));
     }
     with_cache.sort_by(f64::total_cmp);
     without.sort_by(f64::total_cmp);
     println!("handshakes={count}");
     println!("resumed={resumed}");
+    // A HelloRetryRequest costs a round trip: the server did not take the key share offered
+    // first. The cache also remembers which group the server chose, so only a fresh
+    // configuration should meet it.
+    println!("shared_config_hello_retries={shared_retries}");
+    println!("fresh_config_hello_retries={fresh_retries}");
     println!("shared_config_p50_ms={:.3}", percentile(&with_cache, 0.5));
     println!("fresh_config_p50_ms={:.3}", percentile(&without, 0.5));
     Ok(())
