@@ -15,6 +15,8 @@
 //! - [`upstream`] is the server's side: TCP and TLS, the login that answers the server's
 //!   authentication request (`upstream::auth`), forwarded cancel requests, and the warm
 //!   sessions kept logged in for clients to come (`upstream::warm`).
+//! - [`cancel`] routes a client's CancelRequest: to this replica's server when it issued the
+//!   key, else to the peer replicas (`--peers`), authenticated with a shared secret.
 //! - [`credentials`] fetches and caches the temporary database passwords from AWS.
 //! - [`relay`] moves bytes both ways after the login, frame-aware and without copying.
 //! - [`net`] holds what both sides share: [`net::pg_stream::PgStream`], the one framed
@@ -34,6 +36,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cancel;
 pub mod check;
 pub mod client;
 pub mod config;

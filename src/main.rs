@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use redshift_auth_proxy::cancel::peer_listener;
 use redshift_auth_proxy::check::check_target;
 use redshift_auth_proxy::client::tls as client_tls;
 use redshift_auth_proxy::config::{Cli, Command, LogFormat, ProxyConfig};
@@ -113,6 +114,20 @@ async fn run(config: ProxyConfig, check: bool) -> anyhow::Result<bool> {
         tokio::spawn(http::serve(listener, state, http_stop.clone()));
     }
     let mut server = Server::bind(assembled.targets, config.max_connections).await?;
+    // Peers' cancels are taken until the sessions they may target are gone, so the peer
+    // listener stops with the HTTP endpoint, after the drain.
+    if let Some(address) = config.peers.as_ref().and_then(|p| p.listen) {
+        let listener = peer_listener::bind(address).await?;
+        tokio::spawn(peer_listener::serve(
+            listener,
+            assembled.cancel.clone(),
+            http_stop.clone(),
+        ));
+    }
+    if let Some(mut resolver) = assembled.peer_resolver {
+        resolver.refresh().await;
+        tokio::spawn(resolver.run(http_stop.clone()));
+    }
     if let Some(dir) = &config.client.unix_socket {
         server.add_unix_socket(dir)?;
     }

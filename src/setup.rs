@@ -7,6 +7,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::cancel::peer_list::PeerResolver;
+use crate::cancel::peer_secret::{PeerSecret, PeerSecretError};
+use crate::cancel::{CancelRouter, Peering};
 use crate::client::auth::{
     ClientAuth, ClientAuthError, ClientAuthMethod, ClientPolicy, ClientSslMode, ScramUsers,
     UsersFileError,
@@ -21,7 +24,6 @@ use crate::ops::metrics::{Metrics, TargetMetrics};
 use crate::session::TargetContext;
 use crate::target::TargetKind;
 use crate::upstream::UpstreamEndpoint;
-use crate::upstream::cancel::CancelRegistry;
 use crate::upstream::tls::{TlsConfigError, upstream_client_config};
 use crate::upstream::warm::{WarmBudget, WarmPool, WarmPools};
 
@@ -65,6 +67,9 @@ pub enum SetupError {
     /// Client authentication cannot be set up.
     #[error("client authentication: {0}")]
     ClientAuth(#[from] ClientAuthError),
+    /// `--peer-secret-file` cannot be used.
+    #[error(transparent)]
+    PeerSecret(#[from] PeerSecretError),
     /// A target with neither a password nor an AWS name (refused by config validation, so
     /// only reachable through the library API).
     #[error(
@@ -78,8 +83,10 @@ pub enum SetupError {
 pub struct Assembled {
     /// Each target's listen address and context, in order.
     pub targets: Vec<(SocketAddr, Arc<TargetContext>)>,
-    /// The cancel registry every target shares.
-    pub cancel: Arc<CancelRegistry>,
+    /// The cancel router every target and the peer listener share.
+    pub cancel: Arc<CancelRouter>,
+    /// Keeps `--peers` resolved; the binary resolves once, then runs it.
+    pub peer_resolver: Option<PeerResolver>,
     /// The client TLS configuration, for the reload watcher.
     pub client_tls: Option<Arc<ClientTls>>,
     /// The warm-session pools of the targets that keep them, for the stop sequence.
@@ -92,7 +99,7 @@ pub async fn assemble(
     config: &ProxyConfig,
     metrics: &Arc<Metrics>,
 ) -> Result<Assembled, SetupError> {
-    let cancel = CancelRegistry::new();
+    let (cancel, peer_resolver) = cancel_router(config, metrics)?;
     let first_region = config
         .targets
         .iter()
@@ -137,9 +144,35 @@ pub async fn assemble(
     Ok(Assembled {
         targets,
         cancel,
+        peer_resolver,
         client_tls,
         warm,
     })
+}
+
+/// The cancel router: with peer settings, the shared secret (read now, so a bad file stops
+/// the start) and the resolver of `--peers`.
+pub fn cancel_router(
+    config: &ProxyConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<CancelRouter>, Option<PeerResolver>), SetupError> {
+    let Some(peers) = &config.peers else {
+        return Ok((CancelRouter::new(metrics.clone(), None), None));
+    };
+    let secret = Arc::new(PeerSecret::load(&peers.secret_file)?);
+    let (resolver, addresses) = match &peers.peers {
+        Some(list) => {
+            let (resolver, addresses) = PeerResolver::new(list.clone(), metrics.clone());
+            (Some(resolver), Some(addresses))
+        }
+        None => (None, None),
+    };
+    let peering = Peering {
+        secret,
+        addresses,
+        forward_timeout: peers.forward_timeout,
+    };
+    Ok((CancelRouter::new(metrics.clone(), Some(peering)), resolver))
 }
 
 /// Loads the client TLS files (or makes the self-signed certificate, logging its
@@ -188,7 +221,7 @@ async fn target_context(
     config: &ProxyConfig,
     listen: &ListenTarget,
     aws: Option<&AwsClients>,
-    cancel: &Arc<CancelRegistry>,
+    cancel: &Arc<CancelRouter>,
     client: &Arc<ClientPolicy>,
     metrics: TargetMetrics,
 ) -> Result<TargetContext, SetupError> {

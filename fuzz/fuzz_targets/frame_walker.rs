@@ -3,7 +3,7 @@
 //! is the stream. The walker must never panic, and the headers it reports, its error and its
 //! boundary state must be the same however the stream is cut and the same as a plain
 //! sequential reading of the stream. The properties live in
-//! `tests/e2e/support/protocol_checks.rs` (this package's library), shared with the
+//! `tests/e2e/support/protocol_checks/mod.rs` (this package's library), shared with the
 //! proptest mirrors.
 #![no_main]
 

@@ -3,7 +3,7 @@
 //! a typed error with a SQLSTATE, and a packet that parses re-encodes to its own bytes. The
 //! input is also tried as the body of a correctly framed packet, so the parameter parser is
 //! reached without the fuzzer having to guess a length. The properties live in
-//! `tests/e2e/support/protocol_checks.rs` (this package's library), shared with the
+//! `tests/e2e/support/protocol_checks/mod.rs` (this package's library), shared with the
 //! proptest mirrors.
 #![no_main]
 

@@ -123,6 +123,23 @@ pub enum ConfigError {
         "refusing to listen on {0} with --client-auth trust: anyone who can reach that address would run queries as this proxy's IAM identity, because the proxy logs in for every client. Listen on loopback (127.0.0.1 or ::1, the default) or a --unix-socket; or make clients authenticate with --client-auth scram (--client-users FILE) or --client-auth cert (--client-ca FILE); or, if a firewall or network policy already limits who can connect, pass --allow-unauthenticated-remote"
     )]
     UnauthenticatedRemote(IpAddr),
+    /// `--peer-address` that is neither `IP:PORT` nor `off`.
+    #[error("--peer-address {0:?} is not an address: write IP:PORT (e.g. 0.0.0.0:9540) or off")]
+    PeerAddress(String),
+    /// A `--peers` list that does not parse.
+    #[error(transparent)]
+    Peers(#[from] crate::cancel::peer_list::PeerListError),
+    /// A peer setting without the secret that signs peer messages.
+    #[error(
+        "{0} needs --peer-secret-file: peer messages are signed with a secret every replica shares (make one with `openssl rand -hex 32 > FILE`)"
+    )]
+    PeerSecretNeeded(&'static str),
+    /// A secret file with no peer setting to use it.
+    #[error("peer_secret_file is only used with --peers or --peer-address: remove it or add them")]
+    PeerSecretUnused,
+    /// A forward timeout of zero.
+    #[error("peer_forward_timeout = 0 would give up on every peer: use e.g. 500ms")]
+    ZeroPeerForwardTimeout,
     /// A duration that does not parse.
     #[error("{setting} = \"{value}\" is not a duration: write e.g. 10s, 500ms or 2m")]
     Duration {

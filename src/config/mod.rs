@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::peer_list::PeerList;
 use crate::client::auth::{ClientAuthMethod, ClientSslMode};
 use crate::client::tls::ClientTlsSettings;
 use crate::credentials::AwsSettings;
@@ -94,6 +95,22 @@ pub struct ProxyConfig {
     pub warm: WarmSettings,
     /// Client TLS, client authentication and the Unix socket.
     pub client: ClientSettings,
+    /// Cancel routing among replicas; `None` when neither `--peers` nor `--peer-address` is set.
+    pub peers: Option<PeerSettings>,
+}
+
+/// Cancel routing among replicas, validated: a secret file is named whenever a peer setting
+/// is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSettings {
+    /// Where to forward cancels for keys this replica did not issue.
+    pub peers: Option<PeerList>,
+    /// Where to accept peers' cancels.
+    pub listen: Option<SocketAddr>,
+    /// The shared secret's file.
+    pub secret_file: PathBuf,
+    /// How long a forward waits for the peers.
+    pub forward_timeout: Duration,
 }
 
 /// How clients reach the proxy and prove who they are, validated: every combination here

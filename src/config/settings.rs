@@ -163,4 +163,26 @@ settings! {
     /// .s.PGSQL.<port> as libpq expects (psql -h DIR -p PORT).
     /// Example: --unix-socket /run/redshift-auth-proxy.
     unix_socket: optional<PathBuf>, "DIR";
+
+    /// The other replicas' peer ports, where a cancel for a session this replica does not
+    /// own is forwarded: host:port entries separated by commas, or dns:NAME:PORT for every
+    /// address NAME has (a headless Service), looked up again every 5 s. Listing this replica
+    /// too is harmless. Needs --peer-secret-file.
+    /// Example: --peers dns:redshift-auth-proxy-peers:9540.
+    peers: optional<String>, "LIST";
+
+    /// Where this replica accepts the cancels its peers forward, or "off"; what arrives there
+    /// is handled here and never forwarded again. Needs --peer-secret-file.
+    /// Example: --peer-address 0.0.0.0:9540.
+    peer_address: value<String> = "off", "ADDR|off";
+
+    /// File with the secret every replica shares (at least 16 bytes, a trailing newline is
+    /// ignored): it signs and checks peer messages. Required with --peers or --peer-address.
+    /// Example: --peer-secret-file /etc/redshift-auth-proxy-peers/secret.
+    peer_secret_file: optional<PathBuf>, "FILE";
+
+    /// How long a forwarded cancel waits for the peers' answers; a peer that is down or
+    /// silent costs no more than this, and the client never waits for it.
+    /// Example: --peer-forward-timeout 1s.
+    peer_forward_timeout: duration = "500ms", "DURATION";
 }

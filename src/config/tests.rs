@@ -356,7 +356,7 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
     // Each setting set to a value that validates together with the others, through the
     // environment and through the file; client_ca cannot go with scram (see the client
     // security tests).
-    let values: [(&str, Option<&str>); 35] = [
+    let values: [(&str, Option<&str>); 39] = [
         ("address", Some("127.0.0.2")),
         ("port", Some("6000")),
         ("sslmode", Some("verify-ca")),
@@ -392,6 +392,10 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
         ("warm_max_age", Some("4m")),
         ("warm_max_total", Some("9")),
         ("unix_socket", Some("/run/p")),
+        ("peers", Some("dns:peers.example:9540,10.0.0.7:9541")),
+        ("peer_address", Some("0.0.0.0:9540")),
+        ("peer_secret_file", Some("/run/peer-secret")),
+        ("peer_forward_timeout", Some("250ms")),
     ];
     let keys: Vec<&str> = values.iter().map(|(key, _)| *key).collect();
     let table: Vec<&str> = SETTINGS.iter().map(|setting| setting.key).collect();
@@ -412,6 +416,11 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
                 max_total: 9,
             }
         );
+        let peers = config.peers.expect("peer settings");
+        assert_eq!(peers.peers.map(|list| list.entries.len()), Some(2));
+        assert_eq!(peers.listen, Some("0.0.0.0:9540".parse().unwrap()));
+        assert_eq!(peers.secret_file, PathBuf::from("/run/peer-secret"));
+        assert_eq!(peers.forward_timeout, Duration::from_millis(250));
     };
     Jail::expect_with(|jail| {
         for (key, value) in values.iter().filter_map(|(key, v)| Some((key, (*v)?))) {
@@ -536,6 +545,64 @@ fn warm_sessions_default_off_and_a_target_overrides_the_setting() {
         let bad = format!("{STATIC}&warm_sessions=65");
         let err = ProxyConfig::load(&cli(&[&bad])).unwrap_err().to_string();
         assert!(err.contains("0 to 64"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn peer_settings_need_the_secret_file_and_say_what_is_wrong() {
+    Jail::expect_with(|_| {
+        let off = ProxyConfig::load(&cli(&[STATIC])).expect("no peers");
+        assert_eq!(off.peers, None);
+        for (args, message) in [
+            (
+                &["--peers", "10.0.0.7:9540"][..],
+                "--peers needs --peer-secret-file",
+            ),
+            (
+                &["--peer-address", "0.0.0.0:9540"][..],
+                "--peer-address needs --peer-secret-file",
+            ),
+            (
+                &["--peer-secret-file", "s"][..],
+                "peer_secret_file is only used with --peers or --peer-address",
+            ),
+            (
+                &["--peers", "10.0.0.7", "--peer-secret-file", "s"][..],
+                "--peers entry \"10.0.0.7\": needs a port",
+            ),
+            (
+                &["--peer-address", "9540", "--peer-secret-file", "s"][..],
+                "--peer-address \"9540\" is not an address",
+            ),
+            (
+                &[
+                    "--peers",
+                    "dns:p:9540",
+                    "--peer-secret-file",
+                    "s",
+                    "--peer-forward-timeout",
+                    "0",
+                ][..],
+                "peer_forward_timeout = 0",
+            ),
+        ] {
+            let error = ProxyConfig::load(&cli(&[&[STATIC][..], args].concat()))
+                .expect_err(message)
+                .to_string();
+            assert!(error.contains(message), "{args:?}: {error}");
+        }
+        let config = ProxyConfig::load(&cli(&[
+            STATIC,
+            "--peer-address",
+            "127.0.0.1:9540",
+            "--peer-secret-file",
+            "s",
+        ]))
+        .expect("a replica that only accepts forwarded cancels");
+        let peers = config.peers.expect("peer settings");
+        assert_eq!(peers.peers, None);
+        assert_eq!(peers.forward_timeout, Duration::from_millis(500));
         Ok(())
     });
 }

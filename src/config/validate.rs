@@ -11,7 +11,8 @@ use figment::value::Value;
 
 use super::error::ConfigError;
 use super::settings::Settings;
-use super::{ClientSettings, ListenTarget, ProxyConfig};
+use super::{ClientSettings, ListenTarget, PeerSettings, ProxyConfig};
+use crate::cancel::peer_list::PeerList;
 use crate::client::auth::{ClientAuthMethod, ClientSslMode};
 use crate::client::tls::{ClientTlsMode, ClientTlsSettings, ClientTlsSource};
 use crate::credentials::AwsSettings;
@@ -67,6 +68,8 @@ pub(super) fn validate(settings: Settings) -> Result<ProxyConfig, ConfigError> {
         return Err(ConfigError::WarmSessions(settings.warm_sessions));
     }
     let client = client_settings(&settings)?;
+    let peer_forward_timeout = duration("peer_forward_timeout", &settings.peer_forward_timeout.0)?;
+    let peers = peer_settings(&settings, peer_forward_timeout)?;
 
     let listen_targets = listen_targets(&settings)?;
 
@@ -96,7 +99,47 @@ pub(super) fn validate(settings: Settings) -> Result<ProxyConfig, ConfigError> {
         idle_timeout,
         warm,
         client,
+        peers,
     })
+}
+
+/// Checks the peer settings: the list parses, the address is one, and a secret file is
+/// named exactly when a peer setting is on.
+fn peer_settings(
+    settings: &Settings,
+    forward_timeout: Duration,
+) -> Result<Option<PeerSettings>, ConfigError> {
+    let peers = settings.peers.as_deref().map(PeerList::parse).transpose()?;
+    let listen = match settings.peer_address.trim() {
+        "off" | "" => None,
+        text => Some(
+            text.parse::<SocketAddr>()
+                .map_err(|_| ConfigError::PeerAddress(text.to_owned()))?,
+        ),
+    };
+    let needed_by = match (&peers, &listen) {
+        (None, None) => {
+            if settings.peer_secret_file.is_some() {
+                return Err(ConfigError::PeerSecretUnused);
+            }
+            return Ok(None);
+        }
+        (Some(_), _) => "--peers",
+        (None, Some(_)) => "--peer-address",
+    };
+    let secret_file = settings
+        .peer_secret_file
+        .clone()
+        .ok_or(ConfigError::PeerSecretNeeded(needed_by))?;
+    if forward_timeout.is_zero() {
+        return Err(ConfigError::ZeroPeerForwardTimeout);
+    }
+    Ok(Some(PeerSettings {
+        peers,
+        listen,
+        secret_file,
+        forward_timeout,
+    }))
 }
 
 /// Parses the command-line targets, then the `[[target]]` tables, and gives each its local

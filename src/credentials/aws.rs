@@ -12,6 +12,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use super::CredentialError;
 use super::aws_errors;
+use super::aws_profiles::AwsProfiles;
 use crate::target::{Target, TargetKind};
 
 /// The AWS settings (`--aws-profile`, `--aws-region`, `--role-arn`, …).
@@ -36,6 +37,8 @@ pub struct AwsSettings {
 pub struct AwsClients {
     config: SdkConfig,
     settings: AwsSettings,
+    /// The shared files as the chain read them at start-up, to explain its failures.
+    profiles: AwsProfiles,
 }
 
 /// Only the settings: the SDK configuration holds the credential chain, whose cached AWS
@@ -111,12 +114,33 @@ impl AwsClients {
                 )
                 .build();
         }
-        AwsClients::from_sdk_config(config, settings.clone())
+        let profiles = AwsProfiles::load(settings.profile.as_deref()).await;
+        AwsClients::from_sdk_config(config, settings.clone()).with_profiles(profiles)
     }
 
     /// Clients over an already loaded SDK configuration (tests give one with fixed keys).
     pub fn from_sdk_config(config: SdkConfig, settings: AwsSettings) -> AwsClients {
-        AwsClients { config, settings }
+        let profiles = AwsProfiles::unread(settings.profile.as_deref());
+        AwsClients {
+            config,
+            settings,
+            profiles,
+        }
+    }
+
+    pub(super) fn with_profiles(mut self, profiles: AwsProfiles) -> AwsClients {
+        self.profiles = profiles;
+        self
+    }
+
+    /// The shared files as read at start-up.
+    pub(super) fn profiles(&self) -> &AwsProfiles {
+        &self.profiles
+    }
+
+    /// The settings the clients were loaded with.
+    pub(super) fn settings(&self) -> &AwsSettings {
+        &self.settings
     }
 
     /// The region calls for `target` go to: `--aws-region`, else the target's.

@@ -1,6 +1,6 @@
 //! Turns an AWS SDK error into a `CredentialError` a user can act on: which IAM permission is
-//! missing on which resource, where the credential chain looked, that an SSO session needs a
-//! new `aws sso login`, which cluster or workgroup does not exist in which region. AWS error
+//! missing on which resource, where the credential chain looked (what its links' own failures
+//! mean is in `aws_chain_errors`), which cluster or workgroup does not exist in which region. AWS error
 //! messages carry no secrets; the SDK's own debug output (which may show request details) is
 //! never used.
 
@@ -218,16 +218,13 @@ pub fn classify_credentials(error: &CredentialsError, clients: &AwsClients) -> C
     let text = error_chain(error);
     // The SDK's own wording stays in the debug log: the client gets the proxy's sentence.
     tracing::debug!(error = %text, "the AWS credential chain gave no credentials");
+    if let Some(explained) = super::aws_chain_errors::explain(error, clients) {
+        return explained;
+    }
     if let Some(metadata) = nothing_anywhere(error) {
         return CredentialError::NoAwsCredentials {
             profile: clients.profile_name(),
             metadata,
-        };
-    }
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("sso") && (lower.contains("expired") || lower.contains("token")) {
-        return CredentialError::SsoExpired {
-            profile: clients.profile_name(),
         };
     }
     CredentialError::Unavailable {
@@ -318,7 +315,9 @@ fn token_outcome(token: Option<&SdkError<TokenError>>) -> String {
 }
 
 /// The first error of type `T` in `error`'s source chain.
-fn find_in_chain<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+pub(super) fn find_in_chain<'a, T: StdError + 'static>(
+    error: &'a (dyn StdError + 'static),
+) -> Option<&'a T> {
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<T>() {

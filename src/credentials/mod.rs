@@ -3,7 +3,9 @@
 //! sources (the IAM APIs) plug in without touching the session code.
 
 mod aws;
+mod aws_chain_errors;
 mod aws_errors;
+mod aws_profiles;
 mod cache;
 mod cluster;
 mod secret;
@@ -118,13 +120,77 @@ pub enum CredentialError {
         /// What the metadata service did, as a short phrase (never the SDK's text).
         metadata: String,
     },
-    /// An SSO session (legacy or `sso-session`) has expired.
+    /// An SSO session (legacy `sso_start_url` or `sso-session`) has expired: the portal
+    /// refused its token, or the cached token is past its time or missing. Signing in again
+    /// is the only fix, so the message names the command and the profile to give it.
     #[error(
-        "the AWS SSO session has expired or is missing: run `aws sso login --profile {profile}` and connect again"
+        "the AWS SSO session of profile `{profile}` has expired ({why}): run `aws sso login --profile {profile}` (or `redshift-auth-proxy sso-login --profile {profile}`) as the user the proxy runs as, and connect again"
     )]
     SsoExpired {
-        /// The profile in use.
+        /// The profile that signs in with SSO (the selected one, or the `source_profile` of
+        /// the selected role profile).
         profile: String,
+        /// What happened, as a short phrase.
+        why: String,
+    },
+    /// The selected profile (`--aws-profile`, `AWS_PROFILE`) is in neither shared file.
+    #[error(
+        "AWS profile `{profile}` does not exist; the profiles in ~/.aws/config and ~/.aws/credentials are: {found}; choose one of those with --aws-profile or AWS_PROFILE, or create it (`aws configure --profile {profile}` or `aws configure sso --profile {profile}`)"
+    )]
+    ProfileNotFound {
+        /// The profile asked for.
+        profile: String,
+        /// The profiles the files have, comma-separated, or `none`.
+        found: String,
+    },
+    /// A role profile's `source_profile` names a profile that is in neither shared file.
+    #[error(
+        "AWS profile `{profile}` takes its keys from source_profile `{source_profile}`, which does not exist; the profiles in ~/.aws/config and ~/.aws/credentials are: {found}; set source_profile to one of those, or add [profile {source_profile}] with keys or SSO"
+    )]
+    SourceProfileNotFound {
+        /// The role profile.
+        profile: String,
+        /// The `source_profile` it names.
+        source_profile: String,
+        /// The profiles the files have, comma-separated, or `none`.
+        found: String,
+    },
+    /// The web identity token file (EKS IRSA, `AWS_WEB_IDENTITY_TOKEN_FILE`) cannot be read.
+    #[error(
+        "the web identity token file {path} (AWS_WEB_IDENTITY_TOKEN_FILE) cannot be read: {error}; check that the token is mounted there (on EKS: the pod's service account has the eks.amazonaws.com/role-arn annotation) and that the proxy's user may read it"
+    )]
+    WebIdentityTokenUnreadable {
+        /// The path in `AWS_WEB_IDENTITY_TOKEN_FILE`.
+        path: String,
+        /// The operating system's error.
+        error: String,
+    },
+    /// STS refused the web identity token itself (expired, wrong issuer or audience).
+    #[error(
+        "AWS STS refused the web identity token in {path} ({code}: {message}); check that the token is fresh (the kubelet rotates it) and that the role's OIDC provider and audience (sts.amazonaws.com) match the token"
+    )]
+    WebIdentityTokenRefused {
+        /// The path in `AWS_WEB_IDENTITY_TOKEN_FILE`.
+        path: String,
+        /// STS's error code (`InvalidIdentityToken`, `ExpiredTokenException`, …).
+        code: String,
+        /// STS's message.
+        message: String,
+    },
+    /// STS denied assuming a role (`--role-arn`, a profile's `role_arn`, web identity): the
+    /// role's trust policy does not name the caller, or the caller may not assume it.
+    #[error(
+        "AWS STS denied {action} on role {role_arn} to {caller}: the role's trust policy must allow {caller} to assume it (Principal and Action {action}{external_id}), and {caller} needs permission for {action} on the role"
+    )]
+    AssumeRoleDenied {
+        /// `sts:AssumeRole` or `sts:AssumeRoleWithWebIdentity`.
+        action: &'static str,
+        /// The role.
+        role_arn: String,
+        /// Who asked, as STS named it, or a description when it did not.
+        caller: String,
+        /// ", with the sts:ExternalId condition …" when an external id was sent, or empty.
+        external_id: String,
     },
     /// The cluster or workgroup does not exist in the region.
     #[error(
@@ -161,7 +227,12 @@ impl CredentialError {
             | CredentialError::InvalidDbUser { .. }
             | CredentialError::AccessDenied { .. }
             | CredentialError::NoAwsCredentials { .. }
-            | CredentialError::SsoExpired { .. } => sqlstate::INVALID_AUTHORIZATION,
+            | CredentialError::SsoExpired { .. }
+            | CredentialError::ProfileNotFound { .. }
+            | CredentialError::SourceProfileNotFound { .. }
+            | CredentialError::WebIdentityTokenUnreadable { .. }
+            | CredentialError::WebIdentityTokenRefused { .. }
+            | CredentialError::AssumeRoleDenied { .. } => sqlstate::INVALID_AUTHORIZATION,
             CredentialError::NotFound { .. } | CredentialError::AwsUnavailable(_) => {
                 sqlstate::CLIENT_UNABLE_TO_ESTABLISH_CONNECTION
             }
@@ -178,6 +249,11 @@ impl CredentialError {
             CredentialError::AccessDenied { .. } => "access_denied",
             CredentialError::NoAwsCredentials { .. } => "no_aws_credentials",
             CredentialError::SsoExpired { .. } => "sso_expired",
+            CredentialError::ProfileNotFound { .. }
+            | CredentialError::SourceProfileNotFound { .. } => "aws_profile_missing",
+            CredentialError::WebIdentityTokenUnreadable { .. }
+            | CredentialError::WebIdentityTokenRefused { .. } => "web_identity_token",
+            CredentialError::AssumeRoleDenied { .. } => "assume_role_denied",
             CredentialError::NotFound { .. } => "not_found",
             CredentialError::AwsUnavailable(_) => "aws_unavailable",
             CredentialError::Unavailable { .. } => "unavailable",
@@ -193,6 +269,11 @@ impl CredentialError {
                 | CredentialError::NotFound { .. }
                 | CredentialError::NoAwsCredentials { .. }
                 | CredentialError::SsoExpired { .. }
+                | CredentialError::ProfileNotFound { .. }
+                | CredentialError::SourceProfileNotFound { .. }
+                | CredentialError::WebIdentityTokenUnreadable { .. }
+                | CredentialError::WebIdentityTokenRefused { .. }
+                | CredentialError::AssumeRoleDenied { .. }
         )
     }
 }

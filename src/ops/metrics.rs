@@ -72,6 +72,14 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// `{outcome}` of a cancel: not per target, since a cancel is routed by its key whatever
+/// listener it reached, and peers' cancels reach no target's listener at all.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CancelOutcomeLabel {
+    /// What became of it.
+    pub outcome: &'static str,
+}
+
 /// `{name}`: a startup parameter the proxy did not pass on.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ParameterLabel {
@@ -105,7 +113,8 @@ pub struct Metrics {
     credential_fetch_seconds: HistogramFamily<ApiLabels>,
     credential_expiry: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     auth_failures: Family<ReasonLabels, Counter>,
-    cancel_requests: Family<OutcomeLabels, Counter>,
+    cancel_requests: Family<CancelOutcomeLabel, Counter>,
+    peers: Gauge,
     session_seconds: HistogramFamily<TargetLabel>,
     parameters_dropped: Family<ParameterLabel, Counter>,
     warm_sessions: Family<TargetLabel, Gauge>,
@@ -193,11 +202,17 @@ impl Metrics {
             "Logins that failed, by reason",
             auth_failures.clone(),
         );
-        let cancel_requests = Family::<OutcomeLabels, Counter>::default();
+        let cancel_requests = Family::<CancelOutcomeLabel, Counter>::default();
         registry.register(
             "redshift_proxy_cancel_requests",
-            "CancelRequests by outcome",
+            "CancelRequests from clients and cancels forwarded by peers, by outcome",
             cancel_requests.clone(),
+        );
+        let peers = Gauge::default();
+        registry.register(
+            "redshift_proxy_peers",
+            "Peer addresses resolved from --peers, this replica's own included when listed",
+            peers.clone(),
         );
         let session_seconds: HistogramFamily<TargetLabel> =
             Family::new_with_constructor(session_histogram);
@@ -246,6 +261,7 @@ impl Metrics {
             credential_expiry,
             auth_failures,
             cancel_requests,
+            peers,
             session_seconds,
             parameters_dropped,
             warm_sessions,
@@ -259,6 +275,18 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// A cancel ended with `outcome` (`crate::cancel::CancelOutcome`).
+    pub fn cancel_request(&self, outcome: &'static str) {
+        self.cancel_requests
+            .get_or_create(&CancelOutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// `--peers` now resolves to `count` addresses.
+    pub fn set_peers(&self, count: usize) {
+        self.peers.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// The handles one target's sessions use.
@@ -376,17 +404,6 @@ impl TargetMetrics {
             .inc();
     }
 
-    /// A CancelRequest ended with `outcome`.
-    pub fn cancel_request(&self, outcome: &'static str) {
-        self.metrics
-            .cancel_requests
-            .get_or_create(&OutcomeLabels {
-                target: self.target.clone(),
-                outcome,
-            })
-            .inc();
-    }
-
     /// A credential request to `api` ended with `outcome`.
     pub fn credential_request(&self, api: &'static str, outcome: &'static str) {
         self.metrics
@@ -434,6 +451,8 @@ mod tests {
         target.credential_request("GetClusterCredentials", "fetched");
         target.credential_fetch("GetClusterCredentials", 0.02);
         target.setup_seconds.observe(0.004);
+        metrics.cancel_request("forwarded");
+        metrics.set_peers(3);
         let text = metrics.encode();
         for line in [
             "redshift_proxy_bytes_total{target=\"c1\",direction=\"server_to_client\"} 42",
@@ -442,6 +461,8 @@ mod tests {
             "redshift_proxy_connection_setup_seconds_bucket{le=\"0.001\",target=\"c1\"} 0",
             "redshift_proxy_credential_fetch_seconds_count{target=\"c1\",api=\"GetClusterCredentials\"} 1",
             "redshift_proxy_build_info{version=\"",
+            "redshift_proxy_cancel_requests_total{outcome=\"forwarded\"} 1",
+            "redshift_proxy_peers 3",
             "process_resident_memory_bytes ",
             "process_open_fds ",
             "process_cpu_seconds_total ",

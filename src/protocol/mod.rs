@@ -18,4 +18,5 @@ pub mod startup;
 pub use auth_request::{AuthRequest, AuthRequestError, parse_auth_request};
 pub use error_response::{ErrorResponse, Severity};
 pub use frame::{FrameHeader, FrameWalker};
+pub use sasl::{SaslMessageError, parse_sasl_initial_response};
 pub use startup::{CancelKey, FirstPacket, StartupError, StartupParams};

@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::cancel::CancelRouter;
 use crate::client::auth::ClientPolicy;
 use crate::client::stream::{ClientAddr, ClientStream};
 use crate::credentials::{CredentialError, CredentialRequest, CredentialSource, resolve_db_user};
@@ -37,7 +38,6 @@ use crate::protocol::ErrorResponse;
 use crate::relay::RelayStats;
 use crate::target::Target;
 use crate::upstream::UpstreamEndpoint;
-use crate::upstream::cancel::CancelRegistry;
 use crate::upstream::warm::WarmPool;
 
 /// Redshift's default database, used when neither the target nor the client names one and
@@ -56,8 +56,8 @@ pub struct TargetContext {
     pub endpoint: Arc<UpstreamEndpoint>,
     /// Where its credentials come from.
     pub credentials: Arc<dyn CredentialSource>,
-    /// Backend keys of live sessions, for cancels.
-    pub cancel: Arc<CancelRegistry>,
+    /// Cancel keys of live sessions, and the way to the peers' sessions.
+    pub cancel: Arc<CancelRouter>,
     /// How long a client may take to send its StartupMessage.
     pub startup_timeout: Duration,
     /// End a session idle this long (`--idle-timeout`).

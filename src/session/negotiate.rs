@@ -2,12 +2,13 @@
 //! TLS handshake when client TLS is configured, else `N`; a client that opens with a TLS
 //! handshake instead (direct TLS, libpq 17's `sslnegotiation=direct`) is served TLS at once
 //! when client TLS is configured, and must negotiate ALPN `postgresql`; GSSENCRequest always
-//! gets `N`; a CancelRequest is forwarded to the server that owns the key and the connection
-//! closed. All of it within `--startup-timeout` of the accept.
+//! gets `N`; a CancelRequest goes to the server that owns the key, or to the peer replicas
+//! (`crate::cancel`), and the connection is closed. All of it within `--startup-timeout` of the accept.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Outcome, Session, Summary};
+use crate::cancel::ClientCancel;
 use crate::client::tls::ClientTls;
 use crate::net::pg_stream::StartupReadError;
 use crate::protocol::startup::{self, ALPN_PROTOCOL, StartupError, TLS_HANDSHAKE_RECORD};
@@ -73,9 +74,18 @@ where
             Ok(Ok(Negotiated::Startup(params))) => return Ok(params),
             Ok(Ok(Negotiated::Gone)) => return Err(Summary::new(Outcome::NoStartup)),
             Ok(Ok(Negotiated::Cancel(key))) => {
-                let outcome = self.ctx.cancel.cancel(key).await;
-                self.ctx.metrics.cancel_request(outcome.as_str());
-                tracing::info!(outcome = outcome.as_str(), "cancel request");
+                // A key of another replica goes to the peers in a task of its own: the
+                // client's connection closes now either way, as PostgreSQL closes it.
+                match self.ctx.cancel.client_cancel(key).await {
+                    ClientCancel::Done(outcome) => {
+                        tracing::info!(outcome = outcome.as_str(), "cancel request");
+                    }
+                    ClientCancel::Forwarding => {
+                        tracing::debug!(
+                            "cancel request for a key this replica did not issue: asking the peers"
+                        );
+                    }
+                }
                 self.client.close().await;
                 return Err(Summary::new(Outcome::Cancel));
             }

@@ -3,13 +3,12 @@
 //! registry maps it, while the session lives, to the server that owns the session and the
 //! server's real key. A CancelRequest naming a live proxy key is forwarded with the server's
 //! key over a fresh connection; any other key (stale, forged, or a server key learned some
-//! other way) reaches no server. A client can neither learn nor guess a server key through
-//! the proxy, and the proxy's key space is its own, which is what lets replicas route
-//! cancels among themselves later.
+//! other way) reaches no server here. A client can neither learn nor guess a server key
+//! through the proxy, and the proxy's key space is its own, which is what lets replicas
+//! route cancels among themselves (`crate::cancel`).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::net::crypto::crypto_provider;
@@ -29,9 +28,6 @@ const MAX_DRAWS: usize = 8;
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
     sessions: Mutex<HashMap<CancelKey, Owner>>,
-    forwarded: AtomicU64,
-    unknown: AtomicU64,
-    failed: AtomicU64,
 }
 
 /// The session behind a proxy-issued key: the server that runs it and the key that server
@@ -52,40 +48,6 @@ pub enum IssueError {
     /// Every drawn key was already in use.
     #[error("no unused cancel key after {MAX_DRAWS} random draws")]
     Exhausted,
-}
-
-/// What became of one CancelRequest, for logs and the cancel metric's `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// Sent to the server that owns the key.
-    Forwarded,
-    /// No live session has that proxy-issued key (a closed session's, a forged one, or a
-    /// server's own key): dropped silently, as PostgreSQL does, and sent to no server.
-    UnknownKey,
-    /// The server could not be reached.
-    Failed,
-}
-
-impl CancelOutcome {
-    /// The metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CancelOutcome::Forwarded => "forwarded",
-            CancelOutcome::UnknownKey => "unknown_key",
-            CancelOutcome::Failed => "failed",
-        }
-    }
-}
-
-/// Counts of cancel requests by outcome since start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CancelCounts {
-    /// Forwarded to a server (with that server's key).
-    pub forwarded: u64,
-    /// Dropped for an unknown key.
-    pub unknown: u64,
-    /// Failed to reach the server.
-    pub failed: u64,
 }
 
 /// Keeps a session's key registered for as long as the session lives.
@@ -167,39 +129,32 @@ impl CancelRegistry {
         self.len() == 0
     }
 
-    /// Counts by outcome since start.
-    pub fn counts(&self) -> CancelCounts {
-        CancelCounts {
-            forwarded: self.forwarded.load(Ordering::Relaxed),
-            unknown: self.unknown.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-        }
+    /// The cancel for the session holding the proxy-issued `key`, if one lives here.
+    pub fn lookup(&self, key: CancelKey) -> Option<ServerCancel> {
+        self.lock().get(&key).map(|owner| ServerCancel {
+            endpoint: owner.endpoint.clone(),
+            server_key: owner.server_key,
+        })
+    }
+}
+
+/// A cancel this replica can deliver: the server that runs the session and the key that
+/// server gave it.
+#[derive(Debug, Clone)]
+pub struct ServerCancel {
+    endpoint: Arc<UpstreamEndpoint>,
+    server_key: CancelKey,
+}
+
+impl ServerCancel {
+    /// The server's address, for logs.
+    pub fn address(&self) -> String {
+        self.endpoint.address()
     }
 
-    /// Forwards a client's CancelRequest, naming the proxy-issued `key`, to the server that
-    /// owns that session, with the server's own key; any other key goes nowhere.
-    pub async fn cancel(&self, key: CancelKey) -> CancelOutcome {
-        let owner = self.lock().get(&key).cloned();
-        let outcome = match owner {
-            None => CancelOutcome::UnknownKey,
-            Some(Owner {
-                endpoint,
-                server_key,
-            }) => match send_cancel(&endpoint, server_key).await {
-                Ok(()) => CancelOutcome::Forwarded,
-                Err(e) => {
-                    tracing::warn!(upstream = %endpoint.address(), error = %e, "cancel request could not be forwarded");
-                    CancelOutcome::Failed
-                }
-            },
-        };
-        let counter = match outcome {
-            CancelOutcome::Forwarded => &self.forwarded,
-            CancelOutcome::UnknownKey => &self.unknown,
-            CancelOutcome::Failed => &self.failed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        outcome
+    /// Sends the CancelRequest with the server's own key over a fresh connection.
+    pub async fn send(&self) -> Result<(), upstream::UpstreamError> {
+        send_cancel(&self.endpoint, self.server_key).await
     }
 }
 
@@ -258,8 +213,8 @@ mod tests {
         secret_key: 77,
     };
 
-    #[tokio::test]
-    async fn unknown_keys_are_counted_and_registrations_expire() {
+    #[test]
+    fn unknown_keys_find_nothing_and_registrations_expire() {
         let registry = CancelRegistry::new();
         let registration = registry.register(SERVER_KEY, endpoint()).expect("issued");
         let issued = registration.client_key();
@@ -267,13 +222,12 @@ mod tests {
         assert!(issued.process_id > 0);
         assert_eq!(registry.len(), 1);
         // The server's own key is not a key the proxy knows: it reaches no server.
-        assert_eq!(registry.cancel(SERVER_KEY).await, CancelOutcome::UnknownKey);
+        assert!(registry.lookup(SERVER_KEY).is_none());
+        assert!(registry.lookup(issued).is_some());
         drop(registration);
         assert!(registry.is_empty());
         // A closed session's key is stale.
-        assert_eq!(registry.cancel(issued).await, CancelOutcome::UnknownKey);
-        assert_eq!(registry.counts().unknown, 2);
-        assert_eq!(registry.counts().forwarded, 0);
+        assert!(registry.lookup(issued).is_none());
     }
 
     #[test]
@@ -351,12 +305,11 @@ mod tests {
         });
         let registry = CancelRegistry::new();
         let registration = registry.register(SERVER_KEY, endpoint).expect("issued");
-        assert_eq!(
-            registry.cancel(registration.client_key()).await,
-            CancelOutcome::Forwarded
-        );
+        let cancel = registry
+            .lookup(registration.client_key())
+            .expect("a live key");
+        cancel.send().await.expect("sent");
         let request = server.await.expect("server task");
         assert_eq!(request, encode_cancel_request(SERVER_KEY));
-        assert_eq!(registry.counts().forwarded, 1);
     }
 }

@@ -6,7 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::support::fake_aws::{Api, FakeAws, FakeError, parse_form, parse_json_object};
+use crate::support::fake_aws::{
+    Api, FakeAws, FakeError, StsFailure, parse_form, parse_json_object,
+};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_credential_types::Credentials;
@@ -524,4 +526,152 @@ fn body_parsers() {
     assert_eq!(json["durationSeconds"], "900");
     assert_eq!(json["x"], r#"{"a":[1,2]}"#);
     assert_eq!(json["b"], "true");
+}
+
+async fn sts(fake: &FakeAws) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::new(&sdk_config(fake).await)
+}
+
+async fn sso_portal(fake: &FakeAws) -> aws_sdk_sso::Client {
+    aws_sdk_sso::Client::new(&sdk_config(fake).await)
+}
+
+#[tokio::test]
+async fn assume_role_hands_out_recognisable_keys_and_denies_in_stss_shape() {
+    use aws_sdk_sts::error::ProvideErrorMetadata as _;
+    let fake = FakeAws::start().await;
+    let client = sts(&fake).await;
+    let out = client
+        .assume_role()
+        .role_arn("arn:aws:iam::123456789012:role/reader")
+        .role_session_name("wire-test")
+        .external_id("ext-9")
+        .send()
+        .await
+        .expect("AssumeRole");
+    let credentials = out.credentials().expect("credentials");
+    assert_eq!(credentials.access_key_id(), "ASIAFAKESTS0001");
+    assert_eq!(
+        credentials.session_token(),
+        fake.aws_keys()[0].session_token
+    );
+    let lifetime = secs_from_now(credentials.expiration());
+    assert!((3500.0..=3600.0).contains(&lifetime), "{lifetime}");
+    assert_eq!(
+        out.assumed_role_user().map(|u| u.arn()),
+        Some("arn:aws:sts::123456789012:assumed-role/reader/wire-test")
+    );
+    let request = &fake.requests_for(Api::StsAssumeRole)[0];
+    assert_eq!(request.param("Version"), Some("2011-06-15"));
+    assert_eq!(request.param("ExternalId"), Some("ext-9"));
+    assert_eq!(request.access_key_id(), Some("AKIDTEST"));
+    assert_eq!(request.signing_service(), Some("sts"));
+
+    fake.sts_fail(StsFailure::AccessDenied);
+    let err = client
+        .assume_role()
+        .role_arn("arn:aws:iam::123456789012:role/reader")
+        .role_session_name("wire-test")
+        .send()
+        .await
+        .expect_err("denied");
+    assert_eq!(status!(err), Some(403));
+    let service = err.into_service_error();
+    assert_eq!(service.code(), Some("AccessDenied"));
+    assert_eq!(
+        service.message(),
+        Some(
+            "User: arn:aws:iam::123456789012:user/owner-of-AKIDTEST is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::123456789012:role/reader"
+        )
+    );
+}
+
+#[tokio::test]
+async fn web_identity_refusals_are_stss_typed_errors() {
+    use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
+    let fake = FakeAws::start().await;
+    let client = sts(&fake).await;
+    let call = || {
+        client
+            .assume_role_with_web_identity()
+            .role_arn("arn:aws:iam::123456789012:role/irsa")
+            .role_session_name("pod")
+            .web_identity_token("eyJ.token.sig")
+            .send()
+    };
+    let out = call().await.expect("AssumeRoleWithWebIdentity");
+    assert_eq!(
+        out.credentials().map(|c| c.access_key_id()),
+        Some("ASIAFAKESTS0001")
+    );
+    assert_eq!(
+        fake.requests_for(Api::StsAssumeRoleWithWebIdentity)[0].param("WebIdentityToken"),
+        Some("eyJ.token.sig")
+    );
+    fake.sts_fail(StsFailure::InvalidIdentityToken);
+    let err = call().await.expect_err("invalid").into_service_error();
+    assert!(
+        matches!(
+            err,
+            AssumeRoleWithWebIdentityError::InvalidIdentityTokenException(_)
+        ),
+        "{err:?}"
+    );
+    fake.sts_fail(StsFailure::ExpiredWebIdentityToken);
+    let err = call().await.expect_err("expired").into_service_error();
+    assert!(
+        matches!(
+            err,
+            AssumeRoleWithWebIdentityError::ExpiredTokenException(_)
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_sso_portal_hands_out_keys_for_a_live_token_and_refuses_a_dead_one() {
+    use aws_sdk_sso::error::ProvideErrorMetadata as _;
+    use aws_sdk_sso::operation::get_role_credentials::GetRoleCredentialsError;
+    let fake = FakeAws::start().await;
+    fake.sso_refuse_token("dead-token");
+    let client = sso_portal(&fake).await;
+    let call = |token: &'static str| {
+        client
+            .get_role_credentials()
+            .account_id("123456789012")
+            .role_name("Analyst")
+            .access_token(token)
+            .send()
+    };
+    let out = call("live-token").await.expect("GetRoleCredentials");
+    let credentials = out.role_credentials().expect("roleCredentials");
+    assert_eq!(credentials.access_key_id(), Some("ASIAFAKESSO0001"));
+    let millis = credentials.expiration();
+    let lifetime = secs_from_now(&DateTime::from_millis(millis));
+    assert!((3500.0..=3600.0).contains(&lifetime), "{lifetime}");
+    let request = &fake.requests_for(Api::SsoGetRoleCredentials)[0];
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("GET", "/federation/credentials")
+    );
+    assert_eq!(request.sso_bearer_token(), Some("live-token"));
+    assert_eq!(request.param("account_id"), Some("123456789012"));
+    assert_eq!(request.param("role_name"), Some("Analyst"));
+    assert_eq!(
+        request.access_key_id(),
+        None,
+        "the portal call is not signed"
+    );
+
+    let err = call("dead-token").await.expect_err("refused");
+    assert_eq!(status!(err), Some(401));
+    let service = err.into_service_error();
+    assert!(
+        matches!(service, GetRoleCredentialsError::UnauthorizedException(_)),
+        "{service:?}"
+    );
+    assert_eq!(
+        service.message(),
+        Some("Session token not found or invalid")
+    );
 }

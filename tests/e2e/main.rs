@@ -8,6 +8,9 @@
 
 mod support;
 
+mod aws_chain;
+mod cancel_peers;
+mod client_auth_properties;
 mod client_security;
 mod client_tls_binding;
 mod fake_aws_wire;

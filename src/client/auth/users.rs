@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::protocol::scram::{ScramKeys, normalize_password, salted_password, sha256};
+
 /// The scheme prefix of a PostgreSQL SCRAM verifier.
 const SCHEME: &str = "SCRAM-SHA-256";
 
@@ -52,6 +54,20 @@ pub enum VerifierError {
 }
 
 impl ScramVerifier {
+    /// The verifier PostgreSQL would store for `password` with this salt and iteration count
+    /// (SASLprep applied): for tests and tools that need one with known parameters, where
+    /// [`hash_password`] picks a random salt for a users file.
+    pub fn from_password(password: &[u8], salt: &[u8], iterations: u32) -> ScramVerifier {
+        let salted = salted_password(&normalize_password(password), salt, iterations);
+        let keys = ScramKeys::derive(&salted);
+        ScramVerifier {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key: sha256(&keys.client_key[..]),
+            server_key: *keys.server_key,
+        }
+    }
+
     /// Parses PostgreSQL's text form.
     pub fn parse(text: &str) -> Result<ScramVerifier, VerifierError> {
         let rest = text

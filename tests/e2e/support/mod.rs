@@ -4,6 +4,8 @@
 //! Redshift-like upstream, a Redshift-flavoured upstream in front of PostgreSQL, a fake of the
 //! AWS credential APIs, and the protocol properties the fuzz targets check too.
 
+pub mod aws_chain_proxy;
+pub mod balancer;
 pub mod certs;
 pub mod client_side;
 pub mod eventually;
@@ -15,4 +17,5 @@ pub mod proxy;
 pub mod proxy_process;
 pub mod redshift_connector;
 pub mod redshift_upstream;
+pub mod replicas;
 pub mod scripted;

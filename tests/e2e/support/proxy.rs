@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redshift_auth_proxy::cancel::CancelRouter;
 use redshift_auth_proxy::client::auth::ClientPolicy;
 use redshift_auth_proxy::credentials::{Secret, StaticPassword};
 use redshift_auth_proxy::ops::health::Health;
@@ -14,7 +15,6 @@ use redshift_auth_proxy::server::{Server, StopTokens};
 use redshift_auth_proxy::session::TargetContext;
 use redshift_auth_proxy::target::Target;
 use redshift_auth_proxy::upstream::UpstreamEndpoint;
-use redshift_auth_proxy::upstream::cancel::CancelRegistry;
 use redshift_auth_proxy::upstream::tls::{
     SslMode, UpstreamRoots, UpstreamTrust, upstream_client_config,
 };
@@ -67,8 +67,8 @@ impl ProxyOptions {
 pub struct TestProxy {
     /// Where clients connect.
     pub addr: SocketAddr,
-    /// The cancel registry, to see registrations and counts.
-    pub cancel: Arc<CancelRegistry>,
+    /// The cancel router, to see registrations and counts.
+    pub cancel: Arc<CancelRouter>,
     /// The proxy's metrics, to see what an operator would.
     pub metrics: Arc<Metrics>,
     /// The target's warm sessions, when it keeps them.
@@ -93,8 +93,8 @@ impl TestProxy {
             tls,
             connect_timeout: options.connect_timeout,
         });
-        let cancel = CancelRegistry::new();
         let metrics = Metrics::new();
+        let cancel = CancelRouter::new(metrics.clone(), None);
         let label = target.label().to_owned();
         let credentials: Arc<dyn redshift_auth_proxy::credentials::CredentialSource> =
             Arc::new(StaticPassword::new(Secret::new(options.password)));

@@ -3,7 +3,7 @@
 //! the AWS variables a test wants are set on the child only.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,12 @@ impl ProxyCommand {
         self
     }
 
+    /// The child's HOME, a temporary directory: a test writes `.aws/config`,
+    /// `.aws/credentials` and `.aws/sso/cache/` there as the AWS CLI would.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_redshift-auth-proxy"));
         command
@@ -69,7 +75,13 @@ impl ProxyCommand {
 
     /// Runs to completion (for `--check`): exit status, stdout, stderr.
     pub fn output(&self) -> (ExitStatus, String, String) {
-        let output = self.command().output().expect("proxy runs");
+        self.output_with(&[])
+    }
+
+    /// Runs to completion with `extra` arguments after the others (e.g. `--check` on a
+    /// command that will serve next): exit status, stdout, stderr.
+    pub fn output_with(&self, extra: &[&str]) -> (ExitStatus, String, String) {
+        let output = self.command().args(extra).output().expect("proxy runs");
         (
             output.status,
             String::from_utf8_lossy(&output.stdout).into_owned(),

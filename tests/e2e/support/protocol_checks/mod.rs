@@ -11,10 +11,19 @@
 //!   the bytes at their places in the payload;
 //! - the frame walker: the headers it reports, its error and its boundary state do not
 //!   depend on how the stream is cut into chunks, and agree with a plain sequential reading
-//!   of the stream written here.
+//!   of the stream written here;
+//! - what a client sends for `--client-auth scram` ([`client_auth`]): the SASLInitialResponse,
+//!   the SCRAM client-first and client-final messages, and the users file.
 //!
-//! It depends on nothing but the library and uses no other support module, so the fuzz
-//! package can compile it on its own.
+//! It depends on nothing but the library (and `base64` and `postgres-protocol`, which the
+//! library uses too) and no other support module, so the fuzz package can compile it on its
+//! own.
+
+mod client_auth;
+
+pub use client_auth::{
+    check_scram_client_input, check_scram_client_messages, check_scram_round_trip, check_users_file,
+};
 
 use redshift_auth_proxy::protocol::auth_request::{AuthRequest, parse_auth_request};
 use redshift_auth_proxy::protocol::frame::{BadFrameLength, FrameHeader, FrameWalker};
