@@ -376,6 +376,9 @@ async fn sigterm_closes_spares_before_the_drain() {
     let metrics = get(http, "/metrics").await.1;
     let active = "redshift_proxy_connections_active{target=\"localhost\"}";
     let active_at_start = sample(&metrics, active).expect("active gauge");
+    // The HTTP request just served may still hold a socket for a moment: the start is the
+    // count once nothing is in flight.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let files_at_start = open_files(proxy.pid());
 
     let conninfo = format!("{} application_name={app}", proxy.conninfo("anyone", "dev"));
@@ -409,9 +412,9 @@ async fn sigterm_closes_spares_before_the_drain() {
     );
     assert!(
         eventually(Duration::from_secs(2), async || open_files(proxy.pid())
-            == files_at_start)
+            <= files_at_start)
         .await,
-        "open files back to {files_at_start}: {}",
+        "open files back to {files_at_start} (or fewer): {}",
         open_files(proxy.pid())
     );
     let metrics = get(http, "/metrics").await.1;
