@@ -14,6 +14,8 @@ use super::*;
 use crate::client::tls::ClientTlsSource;
 use crate::target::TARGET_OPTIONS;
 
+mod warm;
+
 const STATIC: &str = "db.example.com:5439/dev?db_user=alice&password_env=PW";
 
 fn cli(args: &[&str]) -> Cli {
@@ -474,7 +476,7 @@ fn help_lists_the_target_options_from_the_parser_list() {
 /// it fails here.
 #[test]
 fn the_configuration_page_documents_every_setting_and_target_option() {
-    let page = include_str!("../../docs/configuration.md");
+    let page = include_str!("../../../docs/configuration.md");
     for setting in SETTINGS {
         for name in [setting.flag, setting.env, setting.key] {
             assert!(
@@ -511,40 +513,6 @@ fn cleartext_passwords_only_over_required_tls_or_on_loopback() {
             .expect("remote with TLS required");
         assert_eq!(config.client.auth, ClientAuthMethod::Password);
         assert_eq!(config.client.users_file, Some(PathBuf::from("u.txt")));
-        Ok(())
-    });
-}
-
-#[test]
-fn warm_sessions_default_off_and_a_target_overrides_the_setting() {
-    Jail::expect_with(|_| {
-        let config = ProxyConfig::load(&cli(&[STATIC])).expect("defaults");
-        assert_eq!(config.targets[0].warm_sessions, 0);
-        assert_eq!(config.warm, crate::upstream::warm::WarmSettings::default());
-        let own = format!("{STATIC}&warm_sessions=1");
-        let config = ProxyConfig::load(&cli(&[
-            &own,
-            STATIC,
-            "--port",
-            "7000",
-            "--warm-sessions",
-            "2",
-        ]))
-        .expect("override");
-        assert_eq!(config.targets[0].warm_sessions, 1);
-        assert_eq!(config.targets[1].warm_sessions, 2);
-        for (flags, needle) in [
-            (vec![STATIC, "--warm-sessions", "65"], "warm_sessions = 65"),
-            (vec![STATIC, "--warm-idle", "0"], "warm_idle = 0"),
-            (vec![STATIC, "--warm-max-age", "0s"], "warm_max_age = 0"),
-            (vec![STATIC, "--warm-idle", "soon"], "warm_idle"),
-        ] {
-            let err = ProxyConfig::load(&cli(&flags)).unwrap_err().to_string();
-            assert!(err.contains(needle), "{flags:?}: {err}");
-        }
-        let bad = format!("{STATIC}&warm_sessions=65");
-        let err = ProxyConfig::load(&cli(&[&bad])).unwrap_err().to_string();
-        assert!(err.contains("0 to 64"), "{err}");
         Ok(())
     });
 }
