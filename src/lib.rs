@@ -26,7 +26,9 @@
 //! - [`config`] and [`target`] turn flags, environment, the config file and target strings
 //!   into a checked configuration; [`setup`] turns that into what the listeners serve.
 //! - [`ops`] is the operator's side: metrics, health, the HTTP endpoint, the stop sequence.
-//! - [`check`] (`--check`) and [`hash_password`] (`hash-password`) are the helper commands.
+//! - [`check`] (`--check`), [`hash_password`] (`hash-password`) and [`sso_login`]
+//!   (`sso-login`: IAM Identity Center sign-in into the AWS CLI's token cache) are the helper
+//!   commands.
 //!
 //! `docs/architecture.md` walks the same path with the protocol and AWS facts the code
 //! depends on.
@@ -49,5 +51,6 @@ mod relay;
 pub mod server;
 pub mod session;
 pub mod setup;
+pub mod sso_login;
 pub mod target;
 pub mod upstream;

@@ -1,6 +1,7 @@
 //! The binary: parse flags, load configuration, set up logging, build each target's
 //! credential source and TLS configuration, serve until SIGINT/SIGTERM. The `hash-password`
-//! subcommand prints a users-file line instead.
+//! subcommand prints a users-file line instead, and `sso-login` signs in to IAM Identity
+//! Center.
 
 use std::process::ExitCode;
 
@@ -17,6 +18,7 @@ use redshift_auth_proxy::ops::metrics::Metrics;
 use redshift_auth_proxy::ops::shutdown;
 use redshift_auth_proxy::server::{Server, StopTokens};
 use redshift_auth_proxy::setup::{Assembled, assemble};
+use redshift_auth_proxy::sso_login::{self, SsoLoginOptions};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +35,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(Command::SsoLogin {
+        profile,
+        no_browser,
+    }) = &cli.command
+    {
+        return run_sso_login(SsoLoginOptions {
+            profile: profile.clone(),
+            open_browser: !*no_browser && redshift_auth_proxy::sso_login::has_desktop(),
+        });
     }
     let config = match ProxyConfig::load(&cli) {
         Ok(config) => config,
@@ -59,6 +71,36 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("redshift-auth-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sso-login`: the prompt on stderr, one line on stdout when the token is written.
+fn run_sso_login(options: SsoLoginOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("redshift-auth-proxy sso-login: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stderr = std::io::stderr();
+    match runtime.block_on(sso_login::run(&options, &mut stderr)) {
+        Ok(signed_in) => {
+            println!(
+                "Signed in for profile `{}`: the token is in {} until {}; the proxy, the AWS CLI and the AWS SDKs use it.",
+                signed_in.profile,
+                signed_in.token_file.display(),
+                sso_login::cache_file::format_utc(signed_in.expires_at)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("redshift-auth-proxy sso-login: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,6 +1,6 @@
-//! The command line: targets, `--config`, `--check`, the `hash-password` subcommand, and one
-//! flag per entry of the settings table. Flags that were not given stay out of the top layer,
-//! so they never override the file or the environment.
+//! The command line: targets, `--config`, `--check`, the `hash-password` and `sso-login`
+//! subcommands, and one flag per entry of the settings table. Flags that were not given stay
+//! out of the top layer, so they never override the file or the environment.
 
 use std::path::PathBuf;
 
@@ -15,6 +15,10 @@ use crate::target::TARGET_OPTIONS;
 /// The environment variable that names the config file; clap reads it, since the file must be
 /// known before the layers are merged.
 const CONFIG_ENV: &str = respelled!(ENV_PREFIX, config, true);
+
+/// The proxy's `--aws-profile` variable, which `sso-login --profile` defaults to, so the
+/// sign-in is for the profile the proxy reads.
+const AWS_PROFILE_ENV: &str = respelled!(ENV_PREFIX, aws_profile, true);
 
 const ABOUT: &str = "A PostgreSQL wire-protocol proxy for Amazon Redshift: clients connect to \
 localhost without a password and the proxy logs in to the cluster or workgroup with short-lived \
@@ -124,6 +128,20 @@ pub enum Command {
     HashPassword {
         /// The client user name the line is for.
         user: Option<String>,
+    },
+    /// Sign in to IAM Identity Center (SSO) for an AWS profile, as `aws sso login` does,
+    /// without the AWS CLI: prints a page and a code to approve in a browser on any device,
+    /// then writes the token to ~/.aws/sso/cache/ where the proxy, the AWS CLI and the SDKs
+    /// read it. Example: redshift-auth-proxy sso-login --profile analytics.
+    SsoLogin {
+        /// The profile in ~/.aws/config with sso_session or sso_start_url; default the
+        /// proxy's --aws-profile variable, else AWS_PROFILE, else `default`.
+        #[arg(long, value_name = "NAME", env = AWS_PROFILE_ENV)]
+        profile: Option<String>,
+        /// Only print the page, as `aws sso login --no-browser` does. Without it the page is
+        /// also opened (xdg-open, open on macOS) where there is a desktop to open it on.
+        #[arg(long)]
+        no_browser: bool,
     },
 }
 

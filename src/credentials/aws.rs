@@ -1,18 +1,22 @@
 //! The AWS side shared by every IAM target: one `SdkConfig` from aws-config's default
 //! credential chain (environment, shared files with SSO, web identity/IRSA, EKS Pod Identity,
-//! ECS, instance metadata), optionally assuming a role first, and the Redshift and Redshift
-//! Serverless clients built from it for each target's region.
+//! ECS, instance metadata), built anew when the SSO portal refuses its token, optionally
+//! assuming a role first, and the Redshift and Redshift Serverless clients built from it for
+//! each target's region.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 use super::CredentialError;
 use super::aws_errors;
 use super::aws_profiles::AwsProfiles;
+use super::sso_reload::{BuildChain, ReloadOnSsoRefusal};
 use crate::target::{Target, TargetKind};
 
 /// The AWS settings (`--aws-profile`, `--aws-region`, `--role-arn`, …).
@@ -58,6 +62,43 @@ const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(2);
 const RETRY_MAX_ATTEMPTS: u32 = 6;
 
+/// aws-config's default chain and the settings every call uses: retries, the deadline, the
+/// profile, the region for STS and SSO. `fallback_region` (the first target's) is used when
+/// neither `--aws-region` nor the environment or profile names one.
+async fn base_config(
+    settings: &AwsSettings,
+    fallback_region: Option<&str>,
+    deadline: Duration,
+) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(RETRY_MAX_ATTEMPTS)
+                .with_initial_backoff(RETRY_INITIAL_BACKOFF)
+                .with_max_backoff(RETRY_MAX_BACKOFF),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(deadline)
+                .connect_timeout(deadline)
+                .build(),
+        );
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    // --aws-region, else the environment or profile, else the first target's region:
+    // never instance metadata, whose lookup only delays start-up when a target names one.
+    let mut profile_region = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(profile) = &settings.profile {
+        profile_region = profile_region.profile_name(profile);
+    }
+    let region = RegionProviderChain::first_try(settings.region.clone().map(Region::new))
+        .or_else(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
+        .or_else(profile_region.build())
+        .or_else(fallback_region.map(|r| Region::new(r.to_owned())));
+    loader.region(region).load().await
+}
+
 impl AwsClients {
     /// Loads the credential chain once. `fallback_region` (the first target's) is used for
     /// STS and SSO when neither `--aws-region` nor the environment or profile names one.
@@ -67,33 +108,27 @@ impl AwsClients {
         fallback_region: Option<&str>,
         deadline: Duration,
     ) -> AwsClients {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(RETRY_MAX_ATTEMPTS)
-                    .with_initial_backoff(RETRY_INITIAL_BACKOFF)
-                    .with_max_backoff(RETRY_MAX_BACKOFF),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(deadline)
-                    .connect_timeout(deadline)
-                    .build(),
-            );
-        if let Some(profile) = &settings.profile {
-            loader = loader.profile_name(profile);
+        let mut config = base_config(settings, fallback_region, deadline).await;
+        // The chain, replaced by a fresh one when the SSO portal refuses its token, so a new
+        // sign-in works without a restart (see sso_reload.rs).
+        if let Some(chain) = config.credentials_provider() {
+            let (settings, fallback_region) =
+                (settings.clone(), fallback_region.map(str::to_owned));
+            let build: BuildChain = Arc::new(move || {
+                let (settings, fallback_region) = (settings.clone(), fallback_region.clone());
+                Box::pin(async move {
+                    base_config(&settings, fallback_region.as_deref(), deadline)
+                        .await
+                        .credentials_provider()
+                })
+            });
+            config = config
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(ReloadOnSsoRefusal::new(
+                    chain, build,
+                )))
+                .build();
         }
-        // --aws-region, else the environment or profile, else the first target's region:
-        // never instance metadata, whose lookup only delays start-up when a target names one.
-        let mut profile_region = aws_config::profile::ProfileFileRegionProvider::builder();
-        if let Some(profile) = &settings.profile {
-            profile_region = profile_region.profile_name(profile);
-        }
-        let region = RegionProviderChain::first_try(settings.region.clone().map(Region::new))
-            .or_else(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
-            .or_else(profile_region.build())
-            .or_else(fallback_region.map(|r| Region::new(r.to_owned())));
-        let mut config = loader.region(region).load().await;
         if let Some(role_arn) = &settings.role_arn {
             let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn)
                 .session_name(
@@ -109,9 +144,7 @@ impl AwsClients {
             let provider = role.build().await;
             config = config
                 .into_builder()
-                .credentials_provider(
-                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-                )
+                .credentials_provider(SharedCredentialsProvider::new(provider))
                 .build();
         }
         let profiles = AwsProfiles::load(settings.profile.as_deref()).await;

@@ -10,6 +10,7 @@ mod cache;
 mod cluster;
 mod secret;
 mod serverless;
+mod sso_reload;
 mod static_password;
 
 pub use aws::{AwsClients, AwsSettings, lookup_endpoint};

@@ -23,4 +23,5 @@ mod protocol_properties;
 mod proxy_postgres;
 mod redshift_drivers;
 mod redshift_scripted;
+mod sso_login;
 mod warm_sessions;

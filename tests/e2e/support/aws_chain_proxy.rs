@@ -13,7 +13,7 @@ use tokio_postgres::NoTls;
 
 use super::fake_aws::{Api, FakeAws, FakeRequest};
 use super::pg::{self, PgServer, current_user, db_error};
-use super::proxy_process::ProxyCommand;
+use super::proxy_process::{ProxyCommand, ProxyProcess};
 
 /// A proxy command for one IAM target in front of the shared server, whose database user
 /// `user` logs in with the password the fake hands out; the port it will serve on.
@@ -122,6 +122,11 @@ impl ChainProxy {
                 cli_time(registered_until)
             ),
         );
+    }
+
+    /// Starts serving and waits until the port accepts connections.
+    pub fn serve(self) -> ProxyProcess {
+        self.command.spawn(self.port)
     }
 
     /// `--check` succeeds, then a served connection logs in as `IAM:user`. Returns the

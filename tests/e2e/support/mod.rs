@@ -2,7 +2,8 @@
 //! and password roles, the proxy started in-process or as the real binary (and the psql and
 //! tokio-postgres runs the client-side suites make against it), a scripted
 //! Redshift-like upstream, a Redshift-flavoured upstream in front of PostgreSQL, a fake of the
-//! AWS credential APIs, and the protocol properties the fuzz targets check too.
+//! AWS credential APIs, a fake of IAM Identity Center's SSO OIDC service, and the protocol
+//! properties the fuzz targets check too.
 
 pub mod aws_chain_proxy;
 pub mod balancer;
@@ -10,6 +11,7 @@ pub mod certs;
 pub mod client_side;
 pub mod eventually;
 pub mod fake_aws;
+pub mod fake_sso_oidc;
 pub mod http_get;
 pub mod pg;
 pub mod protocol_checks;
