@@ -13,7 +13,8 @@
 //! - [`client`] is the client's side: its stream and address, TLS toward it, and how it
 //!   proves who it is (`client::auth`).
 //! - [`upstream`] is the server's side: TCP and TLS, the login that answers the server's
-//!   authentication request (`upstream::auth`), and forwarded cancel requests.
+//!   authentication request (`upstream::auth`), forwarded cancel requests, and the warm
+//!   sessions kept logged in for clients to come (`upstream::warm`).
 //! - [`cancel`] routes a client's CancelRequest: to this replica's server when it issued the
 //!   key, else to the peer replicas (`--peers`), authenticated with a shared secret.
 //! - [`credentials`] fetches and caches the temporary database passwords from AWS.

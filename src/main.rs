@@ -192,6 +192,7 @@ async fn run(config: ProxyConfig, check: bool) -> anyhow::Result<bool> {
         config.shutdown,
         health.clone(),
         stop.clone(),
+        assembled.warm.clone(),
     ));
     let cut = server.run(health, stop).await;
     http_stop.cancel();

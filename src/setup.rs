@@ -26,6 +26,7 @@ use crate::target::TargetKind;
 use crate::upstream::UpstreamEndpoint;
 use crate::upstream::compression::WireCounters;
 use crate::upstream::tls::{TlsConfigError, upstream_client_config};
+use crate::upstream::warm::{WarmBudget, WarmPool, WarmPools};
 
 /// A target that cannot be set up; the message names the target and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,8 @@ pub struct Assembled {
     pub peer_resolver: Option<PeerResolver>,
     /// The client TLS configuration, for the reload watcher.
     pub client_tls: Option<Arc<ClientTls>>,
+    /// The warm-session pools of the targets that keep them, for the stop sequence.
+    pub warm: WarmPools,
 }
 
 /// Builds every target of `config`. AWS credentials are only loaded when some target needs
@@ -111,10 +114,12 @@ pub async fn assemble(
     };
     let client = Arc::new(client_policy(&config.client)?);
     let client_tls = client.tls.clone();
+    let budget = WarmBudget::new(config.warm.max_total);
+    let mut warm = WarmPools::default();
     let mut targets = Vec::with_capacity(config.targets.len());
     for listen in &config.targets {
         let target_metrics = metrics.target(listen.target.label());
-        let ctx = target_context(
+        let mut ctx = target_context(
             config,
             listen,
             aws.as_ref(),
@@ -123,6 +128,18 @@ pub async fn assemble(
             target_metrics,
         )
         .await?;
+        if listen.warm_sessions > 0 {
+            let pool = WarmPool::start(
+                listen.warm_sessions,
+                config.warm,
+                budget.clone(),
+                ctx.endpoint.clone(),
+                ctx.credentials.clone(),
+                ctx.metrics.clone(),
+            );
+            warm.push(pool.clone());
+            ctx.warm = Some(pool);
+        }
         targets.push((listen.listen, Arc::new(ctx)));
     }
     Ok(Assembled {
@@ -130,6 +147,7 @@ pub async fn assemble(
         cancel,
         peer_resolver,
         client_tls,
+        warm,
     })
 }
 
@@ -248,6 +266,7 @@ async fn target_context(
         idle_timeout: config.idle_timeout,
         metrics,
         client: client.clone(),
+        warm: None,
     })
 }
 

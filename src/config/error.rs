@@ -67,6 +67,14 @@ pub enum ConfigError {
     /// `--max-connections 0` would refuse everyone.
     #[error("max_connections = 0 would refuse every client: leave it out for no limit")]
     ZeroMaxConnections,
+    /// `--warm-sessions` beyond what a target may keep per key.
+    #[error("warm_sessions = {0} is too many: use a number from 0 to 64")]
+    WarmSessions(usize),
+    /// A warm-session duration of 0 would close every spare as soon as it is made.
+    #[error(
+        "{0} = 0 would close every warm session as soon as it is made: use a duration such as 5m, or warm_sessions = 0 to keep none"
+    )]
+    ZeroWarmDuration(&'static str),
     /// Only one of the client TLS certificate and key.
     #[error(
         "client_tls_cert and client_tls_key go together: give both PEM files (--client-tls-cert FILE --client-tls-key FILE), or use --client-tls self-signed"

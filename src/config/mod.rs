@@ -30,6 +30,7 @@ use crate::ops::shutdown::ShutdownDelays;
 use crate::target::Target;
 use crate::upstream::compression::Compression;
 use crate::upstream::tls::{SslMode, UpstreamTrust};
+use crate::upstream::warm::WarmSettings;
 
 pub use cli::{Cli, Command};
 pub use error::ConfigError;
@@ -59,6 +60,8 @@ pub struct ListenTarget {
     pub sslmode: SslMode,
     /// The target's `compression` option, else the global one.
     pub compression: Compression,
+    /// The target's `warm_sessions` option, else `--warm-sessions`.
+    pub warm_sessions: usize,
 }
 
 /// The configuration the proxy runs with. Every value in it has been checked, alone and
@@ -91,6 +94,8 @@ pub struct ProxyConfig {
     pub worker_threads: Option<usize>,
     /// End sessions idle this long.
     pub idle_timeout: Option<Duration>,
+    /// Limits of the warm upstream sessions all targets share.
+    pub warm: WarmSettings,
     /// Client TLS, client authentication and the Unix socket.
     pub client: ClientSettings,
     /// Cancel routing among replicas; `None` when neither `--peers` nor `--peer-address` is set.

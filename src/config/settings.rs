@@ -147,6 +147,24 @@ settings! {
     /// anyone who reaches the port acts with the proxy's IAM identity.
     allow_unauthenticated_remote: switch;
 
+    /// Logged-in, never-used server sessions kept ready per key (target, database user,
+    /// database and every startup parameter) once a client has logged in with it, so the
+    /// next such client skips the server login. Real server sessions: they count toward the
+    /// server's connection limits. A target's warm_sessions= option overrides it.
+    /// Example: --warm-sessions 2.
+    warm_sessions: value<usize> = "0", "N";
+
+    /// Close a key's warm sessions when no client logged in with it this long.
+    /// Example: --warm-idle 2m.
+    warm_idle: duration = "5m", "DURATION";
+
+    /// Close a warm session this old, used or not (a fresh one replaces it while its key is
+    /// in use). Example: --warm-max-age 5m.
+    warm_max_age: duration = "10m", "DURATION";
+
+    /// Most warm sessions held over all targets and keys. Example: --warm-max-total 16.
+    warm_max_total: value<usize> = "64", "N";
+
     /// Also serve the first target on a Unix socket in this directory, named
     /// .s.PGSQL.<port> as libpq expects (psql -h DIR -p PORT).
     /// Example: --unix-socket /run/redshift-auth-proxy.

@@ -17,8 +17,9 @@ use crate::client::auth::{ClientAuthMethod, ClientSslMode};
 use crate::client::tls::{ClientTlsMode, ClientTlsSettings, ClientTlsSource};
 use crate::credentials::AwsSettings;
 use crate::ops::shutdown::ShutdownDelays;
-use crate::target::Target;
+use crate::target::{Target, WARM_SESSIONS};
 use crate::upstream::tls::UpstreamTrust;
+use crate::upstream::warm::WarmSettings;
 
 /// Checks the merged settings and builds the configuration the proxy runs with.
 pub(super) fn validate(settings: Settings) -> Result<ProxyConfig, ConfigError> {
@@ -52,6 +53,20 @@ pub(super) fn validate(settings: Settings) -> Result<ProxyConfig, ConfigError> {
     if settings.worker_threads == Some(0) {
         return Err(ConfigError::ZeroWorkerThreads);
     }
+    let warm = WarmSettings {
+        idle: duration("warm_idle", &settings.warm_idle.0)?,
+        max_age: duration("warm_max_age", &settings.warm_max_age.0)?,
+        max_total: settings.warm_max_total,
+    };
+    if warm.idle.is_zero() {
+        return Err(ConfigError::ZeroWarmDuration("warm_idle"));
+    }
+    if warm.max_age.is_zero() {
+        return Err(ConfigError::ZeroWarmDuration("warm_max_age"));
+    }
+    if !WARM_SESSIONS.contains(&settings.warm_sessions) {
+        return Err(ConfigError::WarmSessions(settings.warm_sessions));
+    }
     let client = client_settings(&settings)?;
     let peer_forward_timeout = duration("peer_forward_timeout", &settings.peer_forward_timeout.0)?;
     let peers = peer_settings(&settings, peer_forward_timeout)?;
@@ -82,6 +97,7 @@ pub(super) fn validate(settings: Settings) -> Result<ProxyConfig, ConfigError> {
         max_connections: settings.max_connections,
         worker_threads: settings.worker_threads,
         idle_timeout,
+        warm,
         client,
         peers,
     })
@@ -177,6 +193,7 @@ fn listen_targets(settings: &Settings) -> Result<Vec<ListenTarget>, ConfigError>
             listen: SocketAddr::new(settings.address, port),
             sslmode: target.sslmode.unwrap_or(settings.sslmode),
             compression: target.compression.unwrap_or(settings.compression),
+            warm_sessions: target.warm_sessions.unwrap_or(settings.warm_sessions),
             target,
         });
     }

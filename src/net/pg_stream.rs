@@ -129,6 +129,25 @@ impl<S> PgStream<S> {
     }
 }
 
+impl<S: AsyncRead + Unpin> PgStream<S> {
+    /// True when nothing waits to be read: no byte is buffered and a read now would have to
+    /// wait, so the peer has neither spoken nor closed. A warm upstream session must be
+    /// silent when it is handed over, or the client would get a server's farewell (or a
+    /// closed socket) instead of its session. Polls once without waiting; whatever the poll
+    /// reads is lost, which is fine since a stream that is not quiet is discarded.
+    pub fn is_quiet(&mut self) -> bool {
+        if self.buffered() > 0 {
+            return false;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        std::pin::Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut buf)
+            .is_pending()
+    }
+}
+
 impl<S> PgStream<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -118,6 +118,8 @@ pub struct Metrics {
     peers: Gauge,
     session_seconds: HistogramFamily<TargetLabel>,
     parameters_dropped: Family<ParameterLabel, Counter>,
+    warm_sessions: Family<TargetLabel, Gauge>,
+    warm_handoffs: Family<OutcomeLabels, Counter>,
 }
 
 /// Accept to ReadyForQuery: 1 ms to 30 s.
@@ -232,6 +234,19 @@ impl Metrics {
             "Protocol-extension (_pq_.*) startup parameters not passed to the server",
             parameters_dropped.clone(),
         );
+        let warm_sessions = Family::<TargetLabel, Gauge>::default();
+        registry.register(
+            "redshift_proxy_warm_sessions",
+            "Logged-in upstream sessions kept ready for clients (--warm-sessions)",
+            warm_sessions.clone(),
+        );
+        let warm_handoffs = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "redshift_proxy_warm_handoffs",
+            "Logins of targets with warm sessions: hit (a spare was handed over), miss (none \
+             for the key), stale (the spare had closed or spoken and was discarded)",
+            warm_handoffs.clone(),
+        );
         registry.register(
             "redshift_proxy_build",
             "The proxy's version",
@@ -257,6 +272,8 @@ impl Metrics {
             peers,
             session_seconds,
             parameters_dropped,
+            warm_sessions,
+            warm_handoffs,
         })
     }
 
@@ -294,6 +311,7 @@ impl Metrics {
             active: self.active.get_or_create_owned(&label),
             setup_seconds: self.setup_seconds.get_or_create_owned(&label),
             session_seconds: self.session_seconds.get_or_create_owned(&label),
+            warm_sessions: self.warm_sessions.get_or_create_owned(&label),
             queries: self.queries.get_or_create_owned(&label),
             bytes_up: self
                 .bytes
@@ -329,6 +347,8 @@ pub struct TargetMetrics {
     pub setup_seconds: Histogram,
     /// Session durations.
     pub session_seconds: Histogram,
+    /// Warm upstream sessions held now.
+    pub warm_sessions: Gauge,
     /// Queries sent.
     pub queries: Counter,
     /// Bytes client to server.
@@ -386,6 +406,18 @@ impl TargetMetrics {
             .get_or_create(&ReasonLabels {
                 target: self.target.clone(),
                 reason,
+            })
+            .inc();
+    }
+
+    /// A login of a target with warm sessions found a spare (`hit`), none (`miss`), or one
+    /// that had closed or spoken (`stale`).
+    pub fn warm_handoff(&self, outcome: &'static str) {
+        self.metrics
+            .warm_handoffs
+            .get_or_create(&OutcomeLabels {
+                target: self.target.clone(),
+                outcome,
             })
             .inc();
     }

@@ -1,6 +1,8 @@
 //! The stop sequence Kubernetes users need from a sidecar (`docs/operations.md`):
 //!
-//! 1. a stop is asked for (SIGTERM, SIGINT or `POST /quitquitquit`): readiness fails at once;
+//! 1. a stop is asked for (SIGTERM, SIGINT or `POST /quitquitquit`): readiness fails at once,
+//!    and the warm upstream sessions no client has (`--warm-sessions`) are closed, since no
+//!    client will get one now and each holds a server session;
 //! 2. new connections are still accepted for `--min-sigterm-delay`, because an application
 //!    that is itself shutting down often needs one more;
 //! 3. the listeners close and open sessions may finish for up to `--max-sigterm-delay`;
@@ -15,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ops::health::Health;
 use crate::server::StopTokens;
+use crate::upstream::warm::WarmPools;
 
 /// The two delays of the sequence.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,13 +34,16 @@ pub async fn drive(
     delays: ShutdownDelays,
     health: Arc<Health>,
     stop: StopTokens,
+    warm: WarmPools,
 ) {
     requested.cancelled().await;
     health.set_draining();
+    let spares_closed = warm.close_all().await;
     tracing::info!(
         min_sigterm_delay_ms = delays.min.as_millis() as u64,
         max_sigterm_delay_ms = delays.max.as_millis() as u64,
-        "stop requested: readiness is off; still accepting for --min-sigterm-delay"
+        warm_sessions_closed = spares_closed,
+        "stop requested: readiness is off, warm sessions closed; still accepting for --min-sigterm-delay"
     );
     tokio::time::sleep(delays.min).await;
     stop.stop_accepting.cancel();

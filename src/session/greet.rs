@@ -45,6 +45,7 @@ where
             greeting,
             dropped,
             database,
+            warm,
         } = logged_in;
         let mut forward = greeting.forward;
         let registration = match greeting.backend_key {
@@ -80,6 +81,7 @@ where
             database = %database,
             server_version = greeting.server_version.as_deref().unwrap_or(""),
             setup_ms = setup.as_millis() as u64,
+            warm_session = warm,
             "connection opened"
         );
         Ok(Greeted {

@@ -3,6 +3,10 @@
 //! in to with them. A password served from the cache may have expired or been replaced
 //! since it was fetched: when the server refuses it as a wrong password, it is forgotten and
 //! the login tried once more with fresh credentials before the client hears of it.
+//!
+//! With warm sessions (`--warm-sessions`) a silent spare with the client's key, when there is
+//! one, takes the place of the connect and login; either way the login starts the refill
+//! of the key's spares.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -11,6 +15,7 @@ use crate::credentials::{CredentialError, CredentialRequest, DbCredentials, Orig
 use crate::net::pg_stream::PgStream;
 use crate::protocol::{ErrorResponse, StartupParams, sqlstate};
 use crate::upstream::auth::PasswordAuthenticator;
+use crate::upstream::warm::{Taken, WarmKey};
 use crate::upstream::{self, Greeting, ServerStream, UpstreamError};
 
 /// A session logged in on the server, ready to greet the client.
@@ -23,20 +28,66 @@ pub(super) struct LoggedIn {
     pub dropped: Vec<String>,
     /// The database logged in to.
     pub database: String,
+    /// Whether the session is a warm spare logged in before the client came.
+    pub warm: bool,
 }
 
 impl<C> Session<'_, C>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    /// Fetches credentials and logs in on the server, or refuses the client.
+    /// Hands over a warm spare with the client's key, or fetches credentials and logs in on
+    /// the server; or refuses the client.
     pub(super) async fn login(&mut self, params: &StartupParams) -> Result<LoggedIn, Summary> {
         let ctx = self.ctx;
         let request = match credential_request(ctx, params.get("user"), params.get("database")) {
             Ok(request) => request,
             Err(e) => return Err(self.no_credentials(e).await),
         };
-        let mut credentials = self.fetch(&request).await?;
+        let Some(pool) = &ctx.warm else {
+            return self.log_in_upstream(params, &request).await;
+        };
+        let key = WarmKey::new(&request, &params.params);
+        let taken = pool.take(&key);
+        ctx.metrics.warm_handoff(taken.as_str());
+        let logged_in = match taken {
+            Taken::Hit(spare) => {
+                let (server, greeting, db_user) = spare.into_parts();
+                tracing::Span::current().record("db_user", db_user.as_str());
+                let (_, dropped) = upstream::upstream_startup_params(&params.params, "", "");
+                for name in &dropped {
+                    tracing::debug!(parameter = name, "dropped protocol extension parameter");
+                    ctx.metrics.startup_parameter_dropped(name);
+                }
+                LoggedIn {
+                    server,
+                    greeting,
+                    dropped: dropped.into_iter().map(str::to_owned).collect(),
+                    database: request.database.clone(),
+                    warm: true,
+                }
+            }
+            Taken::Stale => {
+                tracing::info!(
+                    "a warm session had closed or sent something since its login: discarded, logging in as usual"
+                );
+                self.log_in_upstream(params, &request).await?
+            }
+            Taken::Miss => self.log_in_upstream(params, &request).await?,
+        };
+        pool.logged_in(&key);
+        Ok(logged_in)
+    }
+
+    /// Fetches credentials and logs in on the server, with one retry when the server refuses
+    /// a cached password; or refuses the client.
+    async fn log_in_upstream(
+        &mut self,
+        params: &StartupParams,
+        request: &CredentialRequest,
+    ) -> Result<LoggedIn, Summary> {
+        let ctx = self.ctx;
+        let mut credentials = self.fetch(request).await?;
         let mut retried = false;
         loop {
             let (upstream_params, dropped) = upstream::upstream_startup_params(
@@ -61,6 +112,7 @@ where
                         greeting,
                         dropped,
                         database: request.database.clone(),
+                        warm: false,
                     });
                 }
                 Err(error) => error,
@@ -82,7 +134,7 @@ where
             };
             tracing::info!(sqlstate = %code, message = %message, retried, "server refused the login");
             if sqlstate::is_auth_failure(&code) {
-                ctx.credentials.invalidate(&request, &credentials);
+                ctx.credentials.invalidate(request, &credentials);
                 ctx.metrics.auth_failure("server_rejected");
             }
             if code == sqlstate::INVALID_PASSWORD
@@ -94,7 +146,7 @@ where
                     api = ctx.credentials.api(),
                     "the server refused a cached password (expired or replaced since it was fetched): fetching fresh credentials and logging in once more"
                 );
-                credentials = self.fetch(&request).await?;
+                credentials = self.fetch(request).await?;
                 continue;
             }
             // The server's own ErrorResponse goes to the client as the server sent it.

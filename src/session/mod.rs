@@ -38,6 +38,7 @@ use crate::protocol::ErrorResponse;
 use crate::relay::RelayStats;
 use crate::target::Target;
 use crate::upstream::UpstreamEndpoint;
+use crate::upstream::warm::WarmPool;
 
 /// Redshift's default database, used when neither the target nor the client names one and
 /// the user comes from the IAM identity.
@@ -65,6 +66,8 @@ pub struct TargetContext {
     pub metrics: TargetMetrics,
     /// Client TLS and client authentication (the same for every target).
     pub client: Arc<ClientPolicy>,
+    /// The target's warm upstream sessions (`--warm-sessions`); `None` when it keeps none.
+    pub warm: Option<Arc<WarmPool>>,
 }
 
 /// How a session ended, for the close log line and metric labels.

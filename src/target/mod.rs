@@ -21,7 +21,7 @@ use crate::upstream::compression::Compression;
 use crate::upstream::tls::SslMode;
 
 pub use error::TargetError;
-pub use options::{TARGET_OPTIONS, TargetOption, db_user_problem};
+pub use options::{TARGET_OPTIONS, TargetOption, WARM_SESSIONS, db_user_problem};
 
 /// The ports a Redshift Serverless workgroup can listen on.
 const SERVERLESS_PORTS: [RangeInclusive<u16>; 2] = [5431..=5455, 8191..=8215];
@@ -87,6 +87,8 @@ pub struct Target {
     pub password_env: Option<String>,
     /// Client user names allowed to connect; empty allows everyone.
     pub allowed_users: Vec<String>,
+    /// This target's `warm_sessions`, overriding `--warm-sessions`.
+    pub warm_sessions: Option<usize>,
     /// The JDBC short forms name a cluster or workgroup but not its address: the endpoint is
     /// looked up with the AWS API (DescribeClusters, GetWorkgroup) before the first connect.
     pub lookup_endpoint: bool,

@@ -14,6 +14,9 @@ use crate::upstream::tls::SslMode;
 const DEFAULT_DURATION_SECONDS: u32 = 900;
 /// What the credential APIs accept for `DurationSeconds`.
 const DURATION_SECONDS: RangeInclusive<u32> = 900..=3600;
+/// Warm sessions a target may keep per key: each is a real server session, and a handful
+/// covers a BI tool's bursts.
+pub const WARM_SESSIONS: RangeInclusive<usize> = 0..=64;
 
 /// One option of a target. It is public data so that documentation and `--help` are written
 /// from the same list the parser uses.
@@ -215,6 +218,23 @@ pub const TARGET_OPTIONS: &[TargetOption] = &[
         },
     },
     TargetOption {
+        name: "warm_sessions",
+        meaning: "logged-in spare server sessions kept per key; overrides --warm-sessions",
+        takes: "a number from 0 to 64",
+        jdbc_aliases: &[],
+        list: false,
+        apply: |given, value| {
+            given.warm_sessions = Some(
+                value
+                    .parse()
+                    .ok()
+                    .filter(|n| WARM_SESSIONS.contains(n))
+                    .ok_or(Refusal::Invalid)?,
+            );
+            Ok(())
+        },
+    },
+    TargetOption {
         name: "allowed_users",
         meaning: "client user names allowed through this target; others get 28000",
         takes: "a comma-separated list of user names",
@@ -290,6 +310,7 @@ pub(super) struct Given {
     pub(super) compression: Option<Compression>,
     pub(super) password_env: Option<String>,
     pub(super) allowed_users: Vec<String>,
+    pub(super) warm_sessions: Option<usize>,
 }
 
 impl Default for Given {
@@ -310,6 +331,7 @@ impl Default for Given {
             compression: None,
             password_env: None,
             allowed_users: Vec::new(),
+            warm_sessions: None,
         }
     }
 }

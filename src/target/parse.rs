@@ -316,6 +316,7 @@ fn finish(location: Location, given: Given) -> Result<Target, TargetError> {
         compression: given.compression,
         password_env: given.password_env,
         allowed_users: given.allowed_users,
+        warm_sessions: given.warm_sessions,
         lookup_endpoint: short_form,
     };
     target.check()?;

@@ -37,6 +37,31 @@ pub type UpstreamStream = MaybeTls<TcpStream, TlsStream<ReadAhead<TcpStream>>>;
 /// (see `compression`), the wire bytes counted.
 pub type ServerStream = ServerLink<UpstreamStream>;
 
+/// True when the server's socket has nothing to read and is not at its end, asked of the
+/// kernel without waiting (a peek). The runtime learns of a peer's bytes or close only when
+/// it next polls the system, so a warm session checked just before its handoff is asked
+/// directly; [`PgStream::is_quiet`] then covers what TLS or the framing already buffered.
+pub fn socket_is_quiet(stream: &UpstreamStream) -> bool {
+    let tcp = match stream {
+        MaybeTls::Plain(tcp) => tcp,
+        MaybeTls::Tls(tls) => tls.get_ref().0.get_ref(),
+        MaybeTls::Closed => return false,
+    };
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(
+        socket2::SockRef::from(tcp).peek(&mut byte),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock
+    )
+}
+
+/// Whether the TLS session with the server was resumed from a ticket of an earlier one
+/// (`None` without TLS), for the debug log and the tests of the shared session cache.
+pub fn tls_resumed(stream: &UpstreamStream) -> Option<bool> {
+    stream
+        .tls()
+        .map(|tls| tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+}
+
 /// Opens TCP (and TLS unless `sslmode=disable`) to the server within `connect_timeout`.
 pub async fn connect(endpoint: &UpstreamEndpoint) -> Result<UpstreamStream, UpstreamError> {
     within_connect_timeout(endpoint, connect_inner(endpoint)).await
@@ -154,5 +179,10 @@ async fn start_tls(
             address,
             message: describe_handshake_error(&e, &endpoint.host, endpoint.sslmode),
         })?;
+    tracing::debug!(
+        resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        version = ?tls.get_ref().1.protocol_version(),
+        "upstream TLS handshake done"
+    );
     Ok(MaybeTls::Tls(Box::new(tls)))
 }

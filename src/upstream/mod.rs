@@ -10,6 +10,7 @@ mod connect;
 mod login;
 pub(crate) mod read_ahead;
 pub mod tls;
+pub mod warm;
 
 use std::io;
 use std::sync::Arc;
@@ -24,7 +25,9 @@ use auth::AuthError;
 use compression::{Compression, Lz4StreamError, WireCounters};
 use tls::SslMode;
 
-pub use connect::{ServerStream, UpstreamStream, connect, connect_and_login};
+pub use connect::{
+    ServerStream, UpstreamStream, connect, connect_and_login, socket_is_quiet, tls_resumed,
+};
 pub use login::{Greeting, login, upstream_startup_params};
 
 /// Where and how to reach one server.

@@ -36,6 +36,11 @@ impl<S> ReadAhead<S> {
     pub fn buffered(&self) -> usize {
         self.end - self.start
     }
+
+    /// The stream underneath, to look at its socket.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {

@@ -140,7 +140,20 @@ pub fn upstream_client_config(
             .with_root_certificates(load_roots(trust)?)
             .with_no_client_auth(),
     };
-    Ok(Some(Arc::new(config)))
+    Ok(Some(Arc::new(with_resumption(config))))
+}
+
+/// Session tickets kept per configuration, so across every upstream connection of a target.
+const RESUMPTION_SESSIONS: usize = 256;
+
+/// Keeps the tickets a server issues (TLS 1.3 tickets, TLS 1.2 session ids and tickets) in
+/// memory and offers them on the next connection to the same server name, so a server that
+/// issues them skips the certificate exchange and its checks. One configuration serves every
+/// connection of a target (see [`crate::upstream::UpstreamEndpoint::tls`]), which is what
+/// makes the cache shared. Whether a handshake was resumed is logged at debug level.
+fn with_resumption(mut config: ClientConfig) -> ClientConfig {
+    config.resumption = rustls::client::Resumption::in_memory_sessions(RESUMPTION_SESSIONS);
+    config
 }
 
 fn load_roots(trust: &UpstreamTrust) -> Result<RootCertStore, TlsConfigError> {

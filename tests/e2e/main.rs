@@ -25,3 +25,4 @@ mod proxy_postgres;
 mod redshift_drivers;
 mod redshift_scripted;
 mod sso_login;
+mod warm_sessions;

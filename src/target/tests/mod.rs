@@ -32,6 +32,7 @@ fn base(host: &str, kind: TargetKind, region: Option<&str>) -> Target {
         compression: None,
         password_env: None,
         allowed_users: Vec::new(),
+        warm_sessions: None,
         lookup_endpoint: false,
     }
 }

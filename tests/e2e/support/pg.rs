@@ -38,6 +38,17 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// `n` free ports, all different: each is held until all are chosen, since ports taken one at a
+/// time and released at once may come back twice (one replica listening twice on a port).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
+}
+
 /// The directory holding `initdb`, `pg_ctl`, `postgres`, `psql`.
 pub fn pg_bindir() -> PathBuf {
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()

@@ -19,6 +19,7 @@ use redshift_auth_proxy::upstream::compression::WireCounters;
 use redshift_auth_proxy::upstream::tls::{
     SslMode, UpstreamRoots, UpstreamTrust, upstream_client_config,
 };
+use redshift_auth_proxy::upstream::warm::{WarmBudget, WarmPool, WarmSettings};
 use tokio::task::JoinHandle;
 
 /// What to put in front of which upstream.
@@ -41,6 +42,8 @@ pub struct ProxyOptions {
     pub max_connections: Option<usize>,
     /// Client TLS and client authentication (trust without TLS by default).
     pub client: Arc<ClientPolicy>,
+    /// `--warm-sessions` and the limits of warm sessions; none by default.
+    pub warm: Option<(usize, WarmSettings)>,
 }
 
 impl ProxyOptions {
@@ -56,6 +59,7 @@ impl ProxyOptions {
             idle_timeout: None,
             max_connections: None,
             client: Arc::new(ClientPolicy::trust()),
+            warm: None,
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct TestProxy {
     pub cancel: Arc<CancelRouter>,
     /// The proxy's metrics, to see what an operator would.
     pub metrics: Arc<Metrics>,
+    /// The target's warm sessions, when it keeps them.
+    pub warm: Option<Arc<WarmPool>>,
     stop: StopTokens,
     handle: JoinHandle<usize>,
 }
@@ -97,15 +103,28 @@ impl TestProxy {
             },
         });
         let cancel = CancelRouter::new(metrics.clone(), None);
+        let credentials: Arc<dyn redshift_auth_proxy::credentials::CredentialSource> =
+            Arc::new(StaticPassword::new(Secret::new(options.password)));
+        let warm = options.warm.map(|(per_key, settings)| {
+            WarmPool::start(
+                per_key,
+                settings,
+                WarmBudget::new(settings.max_total),
+                endpoint.clone(),
+                credentials.clone(),
+                target_metrics.clone(),
+            )
+        });
         let ctx = Arc::new(TargetContext {
             target,
             endpoint,
-            credentials: Arc::new(StaticPassword::new(Secret::new(options.password))),
+            credentials,
             cancel: cancel.clone(),
             startup_timeout: options.startup_timeout,
             idle_timeout: options.idle_timeout,
             metrics: target_metrics,
             client: options.client.clone(),
+            warm: warm.clone(),
         });
         let server = Server::bind(
             [("127.0.0.1:0".parse().expect("address"), ctx)],
@@ -121,6 +140,7 @@ impl TestProxy {
             addr,
             cancel,
             metrics,
+            warm,
             stop,
             handle,
         }
@@ -139,8 +159,11 @@ impl TestProxy {
         )
     }
 
-    /// Stops accepting, ends sessions, and waits for every task.
+    /// Closes the warm sessions, stops accepting, ends sessions, and waits for every task.
     pub async fn stop(self) {
+        if let Some(warm) = &self.warm {
+            warm.close().await;
+        }
         self.stop.stop_accepting.cancel();
         self.stop.end_sessions.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.handle)

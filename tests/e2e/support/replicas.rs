@@ -62,9 +62,8 @@ pub fn start_replicas(
     let dir = tempfile::tempdir().expect("dir");
     let secret_file = dir.path().join("peer-secret");
     std::fs::write(&secret_file, format!("{PEER_SECRET}\n")).expect("secret file");
-    let ports: Vec<(u16, u16, u16)> = (0..n)
-        .map(|_| (pg::free_port(), pg::free_port(), pg::free_port()))
-        .collect();
+    let free = pg::free_ports(3 * n);
+    let ports: Vec<(u16, u16, u16)> = free.chunks_exact(3).map(|p| (p[0], p[1], p[2])).collect();
     let peers: Vec<String> = ports
         .iter()
         .map(|(_, _, peer)| *peer)

@@ -14,6 +14,8 @@ use super::*;
 use crate::client::tls::ClientTlsSource;
 use crate::target::TARGET_OPTIONS;
 
+mod warm;
+
 const STATIC: &str = "db.example.com:5439/dev?db_user=alice&password_env=PW";
 
 fn cli(args: &[&str]) -> Cli {
@@ -356,7 +358,7 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
     // Each setting set to a value that validates together with the others, through the
     // environment and through the file; client_ca cannot go with scram (see the client
     // security tests).
-    let values: [(&str, Option<&str>); 36] = [
+    let values: [(&str, Option<&str>); 40] = [
         ("address", Some("127.0.0.2")),
         ("port", Some("6000")),
         ("sslmode", Some("verify-ca")),
@@ -388,6 +390,10 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
         ("client_users", Some("u.txt")),
         ("client_ca", None),
         ("allow_unauthenticated_remote", Some("true")),
+        ("warm_sessions", Some("3")),
+        ("warm_idle", Some("90s")),
+        ("warm_max_age", Some("4m")),
+        ("warm_max_total", Some("9")),
         ("unix_socket", Some("/run/p")),
         ("peers", Some("dns:peers.example:9540,10.0.0.7:9541")),
         ("peer_address", Some("0.0.0.0:9540")),
@@ -405,6 +411,15 @@ fn every_setting_is_read_from_the_environment_and_the_file() {
         assert_eq!(config.aws.role_session_name.as_deref(), Some("s"));
         assert_eq!(config.client.auth, ClientAuthMethod::Scram);
         assert!(config.http_address.is_none() && config.quitquitquit);
+        assert_eq!(config.targets[0].warm_sessions, 3);
+        assert_eq!(
+            config.warm,
+            crate::upstream::warm::WarmSettings {
+                idle: Duration::from_secs(90),
+                max_age: Duration::from_secs(240),
+                max_total: 9,
+            }
+        );
         let peers = config.peers.expect("peer settings");
         assert_eq!(peers.peers.map(|list| list.entries.len()), Some(2));
         assert_eq!(peers.listen, Some("0.0.0.0:9540".parse().unwrap()));
@@ -463,7 +478,7 @@ fn help_lists_the_target_options_from_the_parser_list() {
 /// it fails here.
 #[test]
 fn the_configuration_page_documents_every_setting_and_target_option() {
-    let page = include_str!("../../docs/configuration.md");
+    let page = include_str!("../../../docs/configuration.md");
     for setting in SETTINGS {
         for name in [setting.flag, setting.env, setting.key] {
             assert!(
