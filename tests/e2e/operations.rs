@@ -19,8 +19,9 @@ use tokio_postgres::NoTls;
 /// A static-password proxy in front of the shared server, with its HTTP endpoint on a free
 /// port and `extra` flags.
 fn start(server: &PgServer, extra: &[&str]) -> (ProxyProcess, u16) {
-    let port = pg::free_port();
-    let http = pg::free_port();
+    // Held together, so the client and HTTP ports differ.
+    let ports = pg::free_ports(2);
+    let (port, http) = (ports[0], ports[1]);
     let target = format!(
         "localhost:{}/dev?db_user={}&password_env=PW",
         server.port(),
@@ -415,8 +416,9 @@ async fn a_trace_level_log_of_a_full_session_holds_no_secret() {
     server.sql(&[&format!(
         "create role \"IAM:tracer\" login password '{password}'"
     )]);
-    let port = pg::free_port();
-    let http = pg::free_port();
+    // Held together, so the client and HTTP ports differ.
+    let ports = pg::free_ports(2);
+    let (port, http) = (ports[0], ports[1]);
     // No db_user: the client's user is the database user, so one proxy shows a session, an
     // AWS refusal and a server refusal.
     let target = format!(

@@ -352,8 +352,9 @@ async fn sigterm_closes_spares_before_the_drain() {
     let server = PgServer::shared();
     let activity = Activity::open(server).await;
     let app = "warm-sigterm";
-    let port = pg::free_port();
-    let http = pg::free_port();
+    // Held together, so the client and HTTP ports differ.
+    let ports = pg::free_ports(2);
+    let (port, http) = (ports[0], ports[1]);
     let target = format!(
         "localhost:{}/dev?db_user={}&password_env=PW&warm_sessions=2",
         server.port(),
