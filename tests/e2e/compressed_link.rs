@@ -4,11 +4,14 @@
 //! with a continuing 64 KiB dictionary, plain messages between blocks, `'k'` resets), and in
 //! front of the tests' plain PostgreSQL, which does not compress.
 //!
-//! - psql (COPY to stdout) and tokio-postgres (`copy_out`) get a 50 MB result through the
-//!   compressed link byte for byte: the MD5 of what each client received equals the MD5 the
-//!   server computes of the same text; the upstream was asked with `_pq_.compression=lz4`
-//!   (and a client's own `_pq_.compression` never reaches it); the proxy's
-//!   `upstream_wire_bytes` against its client-side `bytes` shows the ratio.
+//! - psql (COPY to stdout), tokio-postgres (`copy_out`), pgjdbc (`CopyManager.copyOut`, and a
+//!   SELECT read through a portal 10 000 rows at a time) and psycopg 3 (`Cursor.copy()`, and a
+//!   SELECT through a named cursor) get a 50 MB result through the compressed link byte for
+//!   byte: the MD5 of what each client received (of each SELECT row as COPY text) equals the
+//!   MD5 the server computes of the same text; the upstream was asked with
+//!   `_pq_.compression=lz4` (and a client's own `_pq_.compression` never reaches it); the
+//!   proxy's `upstream_wire_bytes` against its client-side `bytes` shows the ratio. pgjdbc and
+//!   psycopg are child processes (`support/driver_programs.rs`).
 //! - A broken block from the upstream ends the session with 08P01 to the client.
 //! - Against plain PostgreSQL (which answers the unknown option with NegotiateProtocolVersion
 //!   and never compresses) nothing changes for the client.
@@ -20,9 +23,11 @@ use futures_util::StreamExt;
 use md5::{Digest, Md5};
 
 use crate::support::client_side::psql;
+use crate::support::driver_programs::{self, Mode, Received};
 use crate::support::pg::{self, PgServer, db_error};
 use crate::support::proxy::{ProxyOptions, TestProxy};
 use crate::support::proxy_process::ProxyCommand;
+use crate::support::redshift_connector;
 use crate::support::redshift_upstream::{
     CORRUPT_BLOCK_MARKER, Method, RedshiftUpstream, Transport,
 };
@@ -35,12 +40,18 @@ const PASSWORD: &str = "lz4-pw-Ω1";
 /// COPY text.
 const ROWS: u32 = 850_000;
 
+/// The sample: mixed text, numbers and dates, none with a tab, newline, backslash or NULL,
+/// so a row's columns as text joined by tabs are its COPY text.
+fn select_query(rows: u32) -> String {
+    format!(
+        "select i, 'customer-' || (i % 5000), date '2026-01-01' + i % 1000, \
+         (i % 1000) * 1.25, repeat('x', i % 40) from generate_series(1, {rows}) i"
+    )
+}
+
 /// The COPY text of the sample, one line per row.
 fn copy_query(rows: u32) -> String {
-    format!(
-        "copy (select i, 'customer-' || (i % 5000), date '2026-01-01' + i % 1000, \
-         (i % 1000) * 1.25, repeat('x', i % 40) from generate_series(1, {rows}) i) to stdout"
-    )
+    format!("copy ({}) to stdout", select_query(rows))
 }
 
 /// The MD5 the server computes of the same text, as a hex string.
@@ -119,26 +130,92 @@ async fn fifty_megabytes_arrive_byte_for_byte_through_the_compressed_link() {
     assert_eq!(received, run.stdout.len());
     assert_eq!(hex(&md5.finalize()), expected, "tokio-postgres");
 
+    assert_compressed(&upstream, &proxy, 2);
+    drop(client);
+    proxy.stop().await;
+}
+
+/// Every login the upstream saw (at least `sessions`) asked for LZ4, and the proxy's wire
+/// bytes from the server against the plain bytes it relayed show a ratio above 3.
+fn assert_compressed(upstream: &RedshiftUpstream, proxy: &TestProxy, sessions: usize) {
     let asked: Vec<_> = upstream
         .startups()
         .iter()
         .map(|s| s.param("_pq_.compression").map(str::to_owned))
         .collect();
+    assert!(asked.len() >= sessions, "{asked:?}");
     assert!(
         asked.iter().all(|a| a.as_deref() == Some("lz4")),
         "{asked:?}"
     );
 
     let wire = counter(
-        &proxy,
+        proxy,
         "redshift_proxy_upstream_wire_bytes_total",
         "server_to_client",
     );
-    let plain = counter(&proxy, "redshift_proxy_bytes_total", "server_to_client");
+    let plain = counter(proxy, "redshift_proxy_bytes_total", "server_to_client");
     let ratio = plain / wire;
     eprintln!("compressed link: {plain} plain bytes over {wire} wire bytes, ratio {ratio:.2}");
     assert!(ratio > 3.0, "plain {plain} wire {wire}");
-    drop(client);
+}
+
+/// The MD5 the server computes of the sample's COPY text, asked through the proxy.
+async fn expected_md5(proxy: &TestProxy) -> String {
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.conninfo("dev"), tokio_postgres::NoTls)
+            .await
+            .expect("tokio-postgres logs in through the compressed link");
+    tokio::spawn(connection);
+    client
+        .query_one(&server_md5_query(ROWS), &[])
+        .await
+        .expect("server-side md5")
+        .get(0)
+}
+
+/// One driver's run of the sample: all of it, byte for byte.
+fn assert_received(driver: &str, mode: Mode, received: &Received, expected: &str) {
+    eprintln!("{driver} {mode:?}: {received:?}");
+    assert_eq!(received.md5, expected, "{driver} {mode:?}: {received:?}");
+    assert_eq!(received.rows, u64::from(ROWS), "{driver} {mode:?}");
+    assert!(
+        received.bytes > 50_000_000,
+        "{driver} {mode:?}: {received:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_gets_fifty_megabytes_byte_for_byte_through_the_compressed_link() {
+    let (upstream, proxy) = compressed_setup().await;
+    let expected = expected_md5(&proxy).await;
+    for (mode, query) in [
+        (Mode::Copy, copy_query(ROWS)),
+        (Mode::Select, select_query(ROWS)),
+    ] {
+        let received = driver_programs::pgjdbc(proxy.port(), "anything", "dev", mode, &query).await;
+        assert_received("pgjdbc", mode, &received, &expected);
+    }
+    assert_compressed(&upstream, &proxy, 3);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_gets_fifty_megabytes_byte_for_byte_through_the_compressed_link() {
+    let Some(python) = redshift_connector::python() else {
+        return;
+    };
+    let (upstream, proxy) = compressed_setup().await;
+    let expected = expected_md5(&proxy).await;
+    for (mode, query) in [
+        (Mode::Copy, copy_query(ROWS)),
+        (Mode::Select, select_query(ROWS)),
+    ] {
+        let received =
+            driver_programs::psycopg(&python, proxy.port(), "anything", "dev", mode, &query).await;
+        assert_received("psycopg", mode, &received, &expected);
+    }
+    assert_compressed(&upstream, &proxy, 3);
     proxy.stop().await;
 }
 

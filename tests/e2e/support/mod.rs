@@ -9,6 +9,7 @@ pub mod aws_chain_proxy;
 pub mod balancer;
 pub mod certs;
 pub mod client_side;
+pub mod driver_programs;
 pub mod eventually;
 pub mod fake_aws;
 pub mod fake_sso_oidc;
