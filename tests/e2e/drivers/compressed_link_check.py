@@ -16,9 +16,10 @@ on stderr and exits 1. tests/e2e/drivers/CompressedLinkCheck.java does the same 
   tabs, newlines or backslashes, which COPY escapes, are not escaped here: the queries avoid
   them.
 
-seconds is the wall time from before the connection to after the last byte. The
+seconds is the wall time from before the connection to after the last byte; the program hashes
+in 1 MiB chunks and does no per-row work beyond a row's text, so it can time a client too. The
 compressed_link suite (tests/e2e/compressed_link.rs) runs it with the interpreter of the
-virtualenv scripts/redshift-connector-venv makes; scripts/bench-compression times it.
+virtualenv scripts/redshift-connector-venv makes.
 """
 
 from __future__ import annotations

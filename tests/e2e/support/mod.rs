@@ -1,6 +1,7 @@
 //! What the suites share: certificates made at test time, a real PostgreSQL server with TLS
 //! and password roles, the proxy started in-process or as the real binary (and the psql and
-//! tokio-postgres runs the client-side suites make against it), a scripted
+//! tokio-postgres runs the client-side suites make against it), Python and Java drivers
+//! (redshift_connector, psycopg, pgjdbc) run as child processes, a scripted
 //! Redshift-like upstream, a Redshift-flavoured upstream in front of PostgreSQL, a fake of the
 //! AWS credential APIs, a fake of IAM Identity Center's SSO OIDC service, and the protocol
 //! properties the fuzz targets check too.

@@ -3,23 +3,24 @@
 //! its checks and prints JSON.
 //!
 //! The interpreter is `REDSHIFT_CONNECTOR_PYTHON`, which scripts/test sets after installing
-//! the driver into a virtualenv under the cache directory (`scripts/redshift-connector-venv`),
-//! or that virtualenv when an earlier run made it. When PyPI was unreachable, scripts/test
-//! sets `REDSHIFT_CONNECTOR_UNAVAILABLE` instead and the tests skip with its reason printed;
-//! in every other case a missing driver fails the test.
+//! the driver (and psycopg 3, for `support/driver_programs.rs`) into a virtualenv under the
+//! cache directory (`scripts/redshift-connector-venv`), or that virtualenv when an earlier
+//! run made it. When PyPI was unreachable, scripts/test sets `REDSHIFT_CONNECTOR_UNAVAILABLE`
+//! instead and the tests skip with its reason printed; in every other case a missing driver
+//! fails the test.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-/// The interpreter with redshift_connector, or `None` (after printing why) when the tests
-/// are to skip because PyPI was unreachable.
+/// The interpreter with redshift_connector and psycopg, or `None` (after printing why) when
+/// the tests are to skip because PyPI was unreachable.
 pub fn python() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("REDSHIFT_CONNECTOR_PYTHON") {
         return Some(PathBuf::from(path));
     }
     if let Ok(reason) = std::env::var("REDSHIFT_CONNECTOR_UNAVAILABLE") {
-        eprintln!("SKIPPED: redshift_connector is not installed: {reason}");
+        eprintln!("SKIPPED: redshift_connector and psycopg are not installed: {reason}");
         return None;
     }
     let venv = cache_venv();
@@ -28,8 +29,9 @@ pub fn python() -> Option<PathBuf> {
         return Some(python);
     }
     panic!(
-        "redshift_connector is not installed: run scripts/test, which installs it into {} \
-         (scripts/redshift-connector-venv), or set REDSHIFT_CONNECTOR_PYTHON to a Python that has it",
+        "redshift_connector and psycopg are not installed: run scripts/test, which installs them \
+         into {} (scripts/redshift-connector-venv), or set REDSHIFT_CONNECTOR_PYTHON to a Python \
+         that has them",
         venv.display()
     );
 }
