@@ -2,7 +2,8 @@
 //! the spare (the greeting as a login's but for BackendKeyData, `pg_backend_pid()` the
 //! spare's), another `application_name` is a miss, a spare the server terminated is stale
 //! and the client still logs in, `--warm-max-age` replaces spares, `--warm-idle` lets an
-//! unused key's spares go, SIGTERM closes spares before the drain (the real binary); and
+//! unused key's spares go, a spare the server refused (the role at its connection limit) is
+//! made by a later attempt, SIGTERM closes spares before the drain (the real binary); and
 //! upstream TLS resumption through the shared client configuration.
 //!
 //! Each test uses its own `application_name`, so the spares it looks for in
@@ -31,13 +32,30 @@ async fn warm_proxy(
     idle: Duration,
     max_age: Duration,
 ) -> TestProxy {
+    warm_proxy_as(
+        server,
+        (pg::SCRAM_USER, pg::SCRAM_PASSWORD),
+        per_key,
+        idle,
+        max_age,
+    )
+    .await
+}
+
+/// [`warm_proxy`] logging in as `(user, password)`.
+async fn warm_proxy_as(
+    server: &PgServer,
+    (user, password): (&str, &str),
+    per_key: usize,
+    idle: Duration,
+    max_age: Duration,
+) -> TestProxy {
     let mut options = ProxyOptions::new(
         format!(
-            "localhost:{}/dev?db_user={}&password_env=UNUSED",
-            server.port(),
-            pg::SCRAM_USER
+            "localhost:{}/dev?db_user={user}&password_env=UNUSED",
+            server.port()
         ),
-        pg::SCRAM_PASSWORD,
+        password,
         server.ca_pem_path(),
     );
     options.warm = Some((
@@ -338,6 +356,46 @@ async fn warm_idle_lets_the_spares_of_an_unused_key_go() {
         activity.pids(app).await
     );
     assert_eq!(warm_gauge(&proxy.metrics.encode()), 0.0);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_refused_at_the_roles_connection_limit_is_made_once_a_session_ends() {
+    const ROLE: &str = "warm_limited";
+    const PASSWORD: &str = "warm-limited-pw-1";
+    let server = PgServer::shared();
+    server.set_login_password(ROLE, PASSWORD);
+    server.sql(&[&format!("alter role {ROLE} connection limit 1")]);
+    let refusal = format!("too many connections for role \"{ROLE}\"");
+    let refused_before = server.log().matches(&refusal).count();
+    let activity = Activity::open(server).await;
+    let proxy = warm_proxy_as(
+        server,
+        (ROLE, PASSWORD),
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    )
+    .await;
+    let app = "warm-connection-limit";
+
+    // The client's session is the role's only one: the spare's login is refused (53300).
+    let (mut first, _) = raw_login(proxy.port(), app).await;
+    let first_pid = backend_pid(&mut first).await;
+    let refused = eventually(Duration::from_secs(10), async || {
+        server.log().matches(&refusal).count() > refused_before
+    })
+    .await;
+    assert!(refused, "the server refused the spare's login");
+    assert_eq!(proxy.warm.as_ref().map(|pool| pool.spares()), Some(0));
+
+    // Once that session ends, a later attempt makes the spare, and the next client gets it.
+    terminate(first).await;
+    let spare = the_spare(&activity, &proxy, app, &[first_pid], 1).await;
+    let (mut second, _) = raw_login(proxy.port(), app).await;
+    assert_eq!(handoffs(&proxy, "hit"), 1.0);
+    assert_eq!(backend_pid(&mut second).await, spare);
+    terminate(second).await;
     proxy.stop().await;
 }
 

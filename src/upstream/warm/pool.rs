@@ -276,6 +276,24 @@ impl WarmPool {
         }
     }
 
+    /// Whether a spare for `key` is still worth a new login attempt: the pool is open and a
+    /// client used the key within `--warm-idle`.
+    pub(super) fn wants(&self, key: &WarmKey) -> bool {
+        !self.closed.is_cancelled()
+            && self
+                .lock()
+                .get(key)
+                .is_some_and(|state| state.last_used.elapsed() < self.settings.idle)
+    }
+
+    /// Waits `delay`; false when the pool closed meanwhile.
+    pub(super) async fn pause(&self, delay: Duration) -> bool {
+        tokio::select! {
+            () = self.closed.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+
     /// A login for `key` ended, with a spare or without; the spare waits for a client unless
     /// the pool closed or the key went unused meanwhile.
     pub(super) fn spare_made(&self, key: &WarmKey, spare: Option<Spare>) {

@@ -9,9 +9,12 @@ use tokio::io::AsyncWriteExt;
 
 use super::key::WarmKey;
 use super::pool::{Slot, Spare, WarmPool};
+use crate::net::pg_stream::PgStream;
 use crate::protocol::sqlstate;
 use crate::upstream::auth::PasswordAuthenticator;
-use crate::upstream::{UpstreamError, connect_and_login, upstream_startup_params};
+use crate::upstream::{
+    Greeting, ServerStream, UpstreamError, connect_and_login, upstream_startup_params,
+};
 
 /// Terminate: `'X'` and a length of 4.
 const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
@@ -19,17 +22,45 @@ const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 /// How long closing one spare may take; a server that does not read is not waited for.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Logs in one spare for `key` with the target's credentials and hands it to the pool.
+/// How long to wait before each new attempt at a spare whose login failed: the server at a
+/// connection limit (`CONNECTION LIMIT`, Redshift's per-cluster maximum) until a session
+/// ends, a network blip, credentials refused and being fetched again. Without a retry a key
+/// would have no spares until its next client login.
+const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
+/// Logs in one spare for `key` with the target's credentials and hands it to the pool,
+/// trying again after [`RETRY_DELAYS`] while the key is still in use and the pool open.
 pub(super) async fn make_spare(pool: Arc<WarmPool>, key: WarmKey, slot: Slot) {
-    let spare = match log_in(&pool, &key, slot).await {
-        Ok(spare) => Some(spare),
-        Err(why) => {
-            tracing::warn!(
-                target_name = pool.metrics.target(),
-                error = %why,
-                "could not log in a warm session; clients with this key log in as usual"
-            );
-            None
+    let mut delays = RETRY_DELAYS.iter();
+    let spare = loop {
+        let why = match log_in(&pool, &key).await {
+            Ok((server, greeting, user)) => break Some(Spare::new(server, greeting, user, slot)),
+            Err(why) => why,
+        };
+        match delays.next().filter(|_| pool.wants(&key)) {
+            Some(delay) => {
+                tracing::debug!(
+                    target_name = pool.metrics.target(),
+                    error = %why,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "could not log in a warm session; trying again"
+                );
+                if !pool.pause(*delay).await {
+                    break None;
+                }
+            }
+            None => {
+                tracing::warn!(
+                    target_name = pool.metrics.target(),
+                    error = %why,
+                    "could not log in a warm session; clients with this key log in as usual"
+                );
+                break None;
+            }
         }
     };
     pool.spare_made(&key, spare);
@@ -44,7 +75,11 @@ enum SpareError {
     Upstream(#[from] UpstreamError),
 }
 
-async fn log_in(pool: &WarmPool, key: &WarmKey, slot: Slot) -> Result<Spare, SpareError> {
+/// One login with `key`: the server stream, its greeting and the database user.
+async fn log_in(
+    pool: &WarmPool,
+    key: &WarmKey,
+) -> Result<(PgStream<ServerStream>, Greeting, String), SpareError> {
     let request = key.request();
     let credentials = pool.credentials.credentials(request).await?;
     let (params, _dropped) =
@@ -52,12 +87,13 @@ async fn log_in(pool: &WarmPool, key: &WarmKey, slot: Slot) -> Result<Spare, Spa
     let mut auth =
         PasswordAuthenticator::new(credentials.user.clone(), credentials.password.clone());
     match connect_and_login(&pool.endpoint, &params, &mut auth).await {
-        Ok((server, greeting)) => Ok(Spare::new(server, greeting, credentials.user, slot)),
+        Ok((server, greeting)) => Ok((server, greeting, credentials.user)),
         Err(error) => {
             if let UpstreamError::Server { sqlstate: code, .. } = &error
                 && sqlstate::is_auth_failure(code)
             {
-                // The next client fetches fresh credentials instead of meeting the refusal.
+                // The next attempt (or client) fetches fresh credentials instead of meeting
+                // the refusal.
                 pool.credentials.invalidate(request, &credentials);
             }
             Err(error.into())

@@ -259,6 +259,11 @@ impl PgServer {
         self.sql(&[&create, &alter]);
     }
 
+    /// The server's log so far: what it refused, which a client only sees as an error.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+    }
+
     /// Runs one of the server's programs, as the `postgres` OS user when we are root (the
     /// server refuses to run as root).
     fn run(&self, as_postgres: bool, program: &str, args: impl FnOnce(&mut Command)) {
