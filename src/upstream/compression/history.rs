@@ -3,7 +3,8 @@
 //! so each block's dictionary is the stream decoded so far). lz4_flex takes one contiguous
 //! dictionary, so the window is kept contiguous: output is appended after it and, when the
 //! buffer is full, the last 64 KiB are moved to the front. The buffer holds the window plus
-//! two blocks, so that move happens once per 32 KiB of output instead of once per block.
+//! one block (80 KiB): room for a second block would halve the moves (about 0.1 CPU second
+//! per GB of output, memmove's speed) but brings an idle session to the edge of its 100 KiB.
 
 use std::ops::Range;
 
@@ -15,8 +16,8 @@ pub const WINDOW: usize = 64 * 1024;
 /// The most plain bytes one `'m'` block may decompress to.
 pub const MAX_BLOCK_OUTPUT: usize = 16 * 1024;
 
-/// The buffer: the window and room for two blocks after it (96 KiB per compressed session).
-pub const CAPACITY: usize = WINDOW + 2 * MAX_BLOCK_OUTPUT;
+/// The buffer: the window and room for one block after it (80 KiB per compressed session).
+pub const CAPACITY: usize = WINDOW + MAX_BLOCK_OUTPUT;
 
 /// The last `WINDOW` bytes of decompressed output, contiguous at `buf[len - WINDOW..len]`.
 pub struct History {
