@@ -3,7 +3,8 @@
  *
  *   java -cp /usr/share/java/postgresql.jar CompressedLinkCheck.java \
  *       --host 127.0.0.1 --port 5439 --user u --dbname dev [--password p] \
- *       [--sslmode disable] --mode copy|select --query SQL
+ *       [--sslmode disable|verify-full [--sslrootcert CA.pem]] [--fetch-size N] \
+ *       --mode copy|select --query SQL
  *
  * prints {"md5": "<hex>", "bytes": N, "rows": N, "seconds": S} and exits 0, or prints the
  * error on stderr and exits 1. tests/e2e/drivers/compressed_link_check.py does the same with
@@ -11,8 +12,10 @@
  *
  * - copy: QUERY is a `copy (...) to stdout`; CopyManager.copyOut writes what it receives into
  *   a stream that hashes it in 1 MiB chunks; rows is the count in the server's COPY tag.
- * - select: QUERY is a plain SELECT, run with autocommit off and a fetch size of 10 000, so
- *   pgjdbc reads it through a portal 10 000 rows at a time instead of holding it whole, and
+ * - select: QUERY is a plain SELECT, run with autocommit off and a fetch size of 10 000 (or
+ *   --fetch-size N), so pgjdbc reads it through a portal 10 000 rows at a time instead of
+ *   holding it whole (each batch costs a round trip; with --fetch-size 0, pgjdbc's default, the
+ *   whole result arrives in one, which the benchmark uses across its delayed link), and
  *   with binaryTransfer=false, so getString is the server's own text for every type. Each row
  *   is hashed as COPY text would carry it: columns joined by a tab, a newline after each row,
  *   NULL as \N. Values with tabs, newlines or backslashes, which COPY escapes, are not escaped
@@ -41,7 +44,6 @@ import java.util.Properties;
 import org.postgresql.PGConnection;
 
 public class CompressedLinkCheck {
-    private static final int FETCH_ROWS = 10_000;
     private static final int CHUNK = 1 << 20;
 
     /** Hashes and counts what is written, in chunks of up to 1 MiB. */
@@ -128,6 +130,10 @@ public class CompressedLinkCheck {
             props.setProperty("password", args.get("password"));
         }
         props.setProperty("sslmode", args.get("sslmode"));
+        if (args.containsKey("sslrootcert")) {
+            // A PEM CA file: the direct path of scripts/bench-compression, verify-full.
+            props.setProperty("sslrootcert", args.get("sslrootcert"));
+        }
         props.setProperty("binaryTransfer", "false");
         props.setProperty("connectTimeout", "30");
         MessageDigest md5;
@@ -144,7 +150,8 @@ public class CompressedLinkCheck {
                 PGConnection pg = conn.unwrap(PGConnection.class);
                 rows = pg.getCopyAPI().copyOut(args.get("query"), out);
             } else {
-                rows = select(conn, args.get("query"), out);
+                int fetchSize = Integer.parseInt(args.getOrDefault("fetch-size", "10000"));
+                rows = select(conn, args.get("query"), fetchSize, out);
             }
             out.flush();
         }
@@ -155,12 +162,13 @@ public class CompressedLinkCheck {
                 hex(md5.digest()), out.total, rows, seconds);
     }
 
-    static long select(Connection conn, String query, HashingStream out) throws SQLException {
+    static long select(Connection conn, String query, int fetchSize, HashingStream out)
+            throws SQLException {
         conn.setAutoCommit(false);
         long rows = 0;
         StringBuilder text = new StringBuilder(2 * CHUNK);
         try (Statement statement = conn.createStatement()) {
-            statement.setFetchSize(FETCH_ROWS);
+            statement.setFetchSize(fetchSize);
             try (ResultSet result = statement.executeQuery(query)) {
                 int columns = result.getMetaData().getColumnCount();
                 while (result.next()) {

@@ -2,15 +2,15 @@
 """Reads one result with psycopg 3 and prints the MD5 of it as COPY text, as one JSON line.
 
     compressed_link_check.py --host 127.0.0.1 --port 5439 --user u --dbname dev \
-        [--password p] [--sslmode disable] --mode copy|select --query SQL
+        [--password p] [--sslmode disable|verify-full [--sslrootcert CA.pem]] --mode copy|select --query SQL
 
 prints {"md5": "<hex>", "bytes": N, "rows": N, "seconds": S} and exits 0, or prints the error
 on stderr and exits 1. tests/e2e/drivers/CompressedLinkCheck.java does the same with pgjdbc.
 
 - copy: QUERY is a `copy (...) to stdout`; the MD5 and the byte count are of exactly the bytes
   psycopg's `Cursor.copy()` received, and rows is the count in the server's COPY tag.
-- select: QUERY is a plain SELECT, read through a server-side (named) cursor 10 000 rows at a
-  time, so the result streams instead of being held whole. Every type is loaded as the
+- select: QUERY is a plain SELECT, read with `Cursor.stream()` (libpq's single-row mode), so
+  the result streams as the server sends it instead of being held whole. Every type is loaded as the
   server's own text (psycopg's TextLoader on every OID), and each row is hashed as COPY text
   would carry it: columns joined by a tab, a newline after each row, NULL as \\N. Values with
   tabs, newlines or backslashes, which COPY escapes, are not escaped here: the queries avoid
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -40,7 +41,7 @@ except ImportError as error:
         "scripts/redshift-connector-venv, or use a Python that has psycopg[binary]"
     )
 
-FETCH_ROWS = 10_000
+BATCH_ROWS = 10_000
 CHUNK = 1 << 20
 
 
@@ -55,6 +56,8 @@ def connect(args: argparse.Namespace) -> psycopg.Connection:
     }
     if args.password is not None:
         params["password"] = args.password
+    if args.sslrootcert is not None:
+        params["sslrootcert"] = args.sslrootcert
     return psycopg.connect(**params)
 
 
@@ -88,18 +91,20 @@ def select(conn: psycopg.Connection, query: str, md5) -> tuple[int, int]:
             if oid:
                 conn.adapters.register_loader(oid, TextLoader)
     received = rows = 0
-    with conn.transaction():
-        with conn.cursor(name="compressed_link_check") as cursor:
-            cursor.execute(query)
-            while batch := cursor.fetchmany(FETCH_ROWS):
-                try:
-                    text = "\n".join(map("\t".join, batch))
-                except TypeError:
-                    text = as_copy_text(batch)
-                data = (text + "\n").encode()
-                md5.update(data)
-                received += len(data)
-                rows += len(batch)
+    # cursor.stream: libpq's single-row mode, so the rows come as the server sends them, with
+    # no batch round trips (a named cursor's FETCH would cost one per batch) and no whole
+    # result held.
+    with conn.cursor() as cursor:
+        stream = cursor.stream(query)
+        while batch := list(itertools.islice(stream, BATCH_ROWS)):
+            try:
+                text = "\n".join(map("\t".join, batch))
+            except TypeError:
+                text = as_copy_text(batch)
+            data = (text + "\n").encode()
+            md5.update(data)
+            received += len(data)
+            rows += len(batch)
     return received, rows
 
 
@@ -115,6 +120,7 @@ def main() -> int:
         default="disable",
         choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
     )
+    parser.add_argument("--sslrootcert", help="a PEM CA file, for verify-full")
     parser.add_argument("--mode", required=True, choices=["copy", "select"])
     parser.add_argument("--query", required=True)
     args = parser.parse_args()
