@@ -6,7 +6,7 @@
 //!
 //! - psql (COPY to stdout), tokio-postgres (`copy_out`), pgjdbc (`CopyManager.copyOut`, and a
 //!   SELECT read through a portal 10 000 rows at a time) and psycopg 3 (`Cursor.copy()`, and a
-//!   SELECT through a named cursor) get a 50 MB result through the compressed link byte for
+//!   SELECT streamed in single-row mode) get a 50 MB result through the compressed link byte for
 //!   byte: the MD5 of what each client received (of each SELECT row as COPY text) equals the
 //!   MD5 the server computes of the same text; the upstream was asked with
 //!   `_pq_.compression=lz4` (and a client's own `_pq_.compression` never reaches it); the
