@@ -370,6 +370,17 @@ fn row_payload() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// The lz4_stream fuzzer's first find: a one-byte block (`04`, a token whose match is cut
+/// off) that LZ4 decodes to nothing, read through a 1-byte output buffer, left the decoder
+/// waiting to drain nothing. The input is kept in fuzz/corpus/lz4_stream/ too.
+#[test]
+fn lz4_stream_fuzzer_find_an_empty_block_through_a_small_buffer() {
+    check_lz4_stream(&[
+        0x6d, 0x7a, 0x2d, 0x00, 0x6b, 0x40, 0x00, 0x6d, 0x00, 0x00, 0x00, 0x05, 0x04, 0x00, 0x00,
+        0x0b,
+    ]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 

@@ -370,9 +370,15 @@ impl Lz4Stream {
             self.state = AT_BOUNDARY;
         } else {
             let range = history.decompress_in_place(block)?;
-            self.state = State::Drain {
-                at: range.start,
-                end: range.end,
+            // A block may stand for no bytes at all (a lone token); with nothing to drain the
+            // decoder is at a boundary, not waiting for room it will never use.
+            self.state = if range.is_empty() {
+                AT_BOUNDARY
+            } else {
+                State::Drain {
+                    at: range.start,
+                    end: range.end,
+                }
             };
         }
         Ok(())

@@ -277,6 +277,30 @@ fn output_before_a_broken_block_is_delivered_then_the_error() {
 }
 
 #[test]
+fn a_block_that_stands_for_nothing_is_passed_over_with_any_output_buffer() {
+    // 0x00: one token with no literals and no match, an empty LZ4 block. Found by the
+    // lz4_stream fuzzer: through an output buffer under 16 KiB the decoder used to wait for
+    // room to drain nothing, and a reader reported it stalled.
+    let mut server = Server::default();
+    let mut wire = server.ack();
+    wire.extend(message(COMPRESSED_DATA, &[0x00]));
+    let after = results(3);
+    wire.extend(server.block(&after));
+    for out_size in [1, 100, 16 * 1024 - 1, 16 * 1024, 64 * 1024] {
+        assert_eq!(
+            decode_in_pieces(&wire, &[wire.len()], out_size),
+            Ok(after.clone()),
+            "output buffer of {out_size} bytes"
+        );
+        assert_eq!(
+            decode_in_pieces(&wire, &[1], out_size),
+            Ok(after.clone()),
+            "byte by byte, output buffer of {out_size} bytes"
+        );
+    }
+}
+
+#[test]
 fn a_control_message_over_its_limit_is_refused() {
     let wire = message(SET_COMPRESSION, &[0; 2000]);
     assert_eq!(
