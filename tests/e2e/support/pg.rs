@@ -7,11 +7,12 @@
 //! removes its directory as soon as the test process is gone, however the tests end
 //! (pass, fail, panic or kill).
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use super::certs::{TestPki, unrelated_ca_pem};
 
@@ -30,23 +31,46 @@ pub const PLAIN_PASSWORD: &str = "plain-secret-3";
 /// Superuser, reachable only over the Unix socket (trust), for setup.
 const SUPERUSER: &str = "postgres";
 
-/// A port nobody listens on right now.
+/// Where test ports are drawn from: below the kernel's ephemeral range (32768 and up by
+/// default), so no outgoing connection, of this test or another, can take a port between the
+/// check that it is free and the listen of the server it was chosen for.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Every port handed out in this test run: never the same one twice.
+static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A port nobody listens on right now, never handed out before in this run.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports(1)[0]
 }
 
-/// `n` free ports, all different: each is held until all are chosen, since ports taken one at a
-/// time and released at once may come back twice (one replica listening twice on a port).
+/// `n` free ports, all different, none handed out before in this run (one replica once got
+/// its client port as its HTTP port, and a port chosen by the kernel was once taken by another
+/// test's connection before the server listened on it).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("a bound port").port())
-        .collect()
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos().into())
+            .unwrap_or(0);
+    // Walk the range from a per-run start by a stride prime to its length.
+    let mut at = seed % span;
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..span {
+        at = (at + 7_919) % span;
+        let port = TEST_PORTS.start + at as u16;
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.insert(port);
+        ports.push(port);
+        if ports.len() == n {
+            return ports;
+        }
+    }
+    panic!("no {n} free ports left in {TEST_PORTS:?}");
 }
 
 /// The directory holding `initdb`, `pg_ctl`, `postgres`, `psql`.
