@@ -22,27 +22,7 @@ fn start(server: &PgServer, extra: &[&str]) -> (ProxyProcess, u16) {
     // Held together, so the client and HTTP ports differ.
     let ports = pg::free_ports(2);
     let (port, http) = (ports[0], ports[1]);
-    let target = format!(
-        "localhost:{}/dev?db_user={}&password_env=PW",
-        server.port(),
-        pg::SCRAM_USER
-    );
-    let ca = server.ca_pem_path().display().to_string();
-    let port_text = port.to_string();
-    let http_text = format!("127.0.0.1:{http}");
-    let mut args = vec![
-        target.as_str(),
-        "--port",
-        &port_text,
-        "--upstream-ca",
-        &ca,
-        "--http-address",
-        &http_text,
-    ];
-    args.extend_from_slice(extra);
-    let proxy = ProxyCommand::new(&args)
-        .env("PW", Some(pg::SCRAM_PASSWORD))
-        .spawn(port);
+    let proxy = ProxyCommand::serving(server, "", (port, http), extra).spawn(port);
     (proxy, http)
 }
 

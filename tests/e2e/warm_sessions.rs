@@ -413,25 +413,12 @@ async fn sigterm_closes_spares_before_the_drain() {
     // Held together, so the client and HTTP ports differ.
     let ports = pg::free_ports(2);
     let (port, http) = (ports[0], ports[1]);
-    let target = format!(
-        "localhost:{}/dev?db_user={}&password_env=PW&warm_sessions=2",
-        server.port(),
-        pg::SCRAM_USER
-    );
-    let ca = server.ca_pem_path().display().to_string();
-    let (port_text, http_text) = (port.to_string(), format!("127.0.0.1:{http}"));
-    let mut proxy = ProxyCommand::new(&[
-        &target,
-        "--port",
-        &port_text,
-        "--upstream-ca",
-        &ca,
-        "--http-address",
-        &http_text,
-        "--min-sigterm-delay",
-        "3s",
-    ])
-    .env("PW", Some(pg::SCRAM_PASSWORD))
+    let mut proxy = ProxyCommand::serving(
+        server,
+        "&warm_sessions=2",
+        (port, http),
+        &["--min-sigterm-delay", "3s"],
+    )
     .spawn(port);
     // The start: once the connection that found the port open has closed (it counts in the
     // active gauge until then) and the HTTP request has let go of its socket.

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::pg::{self, PgServer};
+
 /// The AWS secret key the tests hand the proxy; it must never appear in its output.
 pub const TEST_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-test-secret-key-EXAMPLEKEY";
 /// The matching access key id.
@@ -43,6 +45,36 @@ impl ProxyCommand {
             env,
             home,
         }
+    }
+
+    /// The binary serving `server`'s `dev` database as its SCRAM role (static password in
+    /// `PW`), listening on `port` with its HTTP endpoints on `http`: the start the served
+    /// tests share. `target_options` go on the target's query (e.g. `&warm_sessions=2`);
+    /// `extra` flags follow the others.
+    pub fn serving(
+        server: &PgServer,
+        target_options: &str,
+        (port, http): (u16, u16),
+        extra: &[&str],
+    ) -> ProxyCommand {
+        let target = format!(
+            "localhost:{}/dev?db_user={}&password_env=PW{target_options}",
+            server.port(),
+            pg::SCRAM_USER
+        );
+        let ca = server.ca_pem_path().display().to_string();
+        let (port, http) = (port.to_string(), format!("127.0.0.1:{http}"));
+        let mut args = vec![
+            target.as_str(),
+            "--port",
+            &port,
+            "--upstream-ca",
+            &ca,
+            "--http-address",
+            &http,
+        ];
+        args.extend_from_slice(extra);
+        ProxyCommand::new(&args).env("PW", Some(pg::SCRAM_PASSWORD))
     }
 
     /// Sets (or with `None` removes) a variable for the child.

@@ -71,37 +71,26 @@ pub fn start_replicas(
         .map(|port| format!("127.0.0.1:{port}"))
         .collect();
     let peers = peers.join(",");
-    let target = format!(
-        "localhost:{}/dev?db_user={}&password_env=PW",
-        server.port(),
-        pg::SCRAM_USER
-    );
-    let ca = server.ca_pem_path().display().to_string();
     let secret_path = secret_file.display().to_string();
     let replicas = ports
         .iter()
         .map(|&(port, http, peer)| {
-            let port_text = port.to_string();
-            let http_text = format!("127.0.0.1:{http}");
             let peer_text = format!("127.0.0.1:{peer}");
-            let proxy = ProxyCommand::new(&[
-                &target,
-                "--port",
-                &port_text,
-                "--upstream-ca",
-                &ca,
-                "--http-address",
-                &http_text,
-                "--peers",
-                &peers,
-                "--peer-address",
-                &peer_text,
-                "--peer-secret-file",
-                &secret_path,
-                "--peer-forward-timeout",
-                forward_timeout,
-            ])
-            .env("PW", Some(pg::SCRAM_PASSWORD))
+            let proxy = ProxyCommand::serving(
+                server,
+                "",
+                (port, http),
+                &[
+                    "--peers",
+                    &peers,
+                    "--peer-address",
+                    &peer_text,
+                    "--peer-secret-file",
+                    &secret_path,
+                    "--peer-forward-timeout",
+                    forward_timeout,
+                ],
+            )
             .spawn(port);
             Replica { proxy, http, peer }
         })
