@@ -13,7 +13,7 @@ use redshift_auth_proxy::cancel::peer_message::{
     NONCE_LEN, PeerRequest, REPLY_LEN, REQUEST_LEN, Verdict,
 };
 use redshift_auth_proxy::cancel::peer_secret::PeerSecret;
-use redshift_auth_proxy::protocol::{CancelKey, startup};
+use redshift_auth_proxy::protocol::CancelKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_postgres::NoTls;
@@ -88,25 +88,6 @@ async fn cancels_through_a_balancer_reach_the_session_on_whichever_replica_they_
         .await;
         assert!(settled, "replica {i}: {}", replica.metrics().await);
     }
-}
-
-/// A CancelRequest for `key` through the balancer; the proxy closes without an answer.
-async fn send_cancel(port: u16, key: CancelKey) -> Duration {
-    let started = Instant::now();
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect for the cancel");
-    stream
-        .write_all(&startup::encode_cancel_request(key))
-        .await
-        .expect("CancelRequest");
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
-        .await
-        .expect("the proxy closes the cancel connection")
-        .expect("read");
-    assert!(rest.is_empty(), "nothing is answered to a cancel request");
-    started.elapsed()
 }
 
 /// Writes a peer message to a peer port; returns what came back (a reply, or nothing when
@@ -204,7 +185,7 @@ async fn forged_closed_badly_signed_stale_and_replayed_cancels_cancel_nothing() 
         process_id: key.process_id,
         secret_key: key.secret_key.wrapping_add(1),
     };
-    send_cancel(balancer.port, forged).await;
+    scripted::send_cancel(balancer.port, forged).await;
     let other = PeerSecret::from_bytes(b"not the deployment's secret").expect("long");
     let ours = PeerSecret::from_bytes(PEER_SECRET.as_bytes()).expect("long");
     let badly_signed = peer_request(key, now_ms(), 1).encode(&other);
@@ -295,7 +276,7 @@ async fn forged_closed_badly_signed_stale_and_replayed_cancels_cancel_nothing() 
     .await;
     assert!(gone, "the closed session's key is no longer registered");
     aim(&balancer, 0, 3);
-    send_cancel(balancer.port, key).await;
+    scripted::send_cancel(balancer.port, key).await;
 
     // Counted: the forged and the closed key as unknown where they landed; every refused
     // peer message where it arrived; the genuine one where it cancelled.
@@ -376,7 +357,7 @@ async fn a_down_or_silent_peer_delays_neither_the_owner_nor_the_listener() {
     // meanwhile, and the forward ends (unknown) only when the silent peer's time is up.
     aim(&balancer, 1, 2);
     let sent = Instant::now();
-    let closed_after = send_cancel(
+    let closed_after = scripted::send_cancel(
         balancer.port,
         CancelKey {
             process_id: 12345,

@@ -7,7 +7,7 @@ use crate::support::pg::{self, PgServer};
 use crate::support::proxy::{ProxyOptions, TestProxy};
 use crate::support::scripted;
 use futures_util::{SinkExt, StreamExt, pin_mut};
-use redshift_auth_proxy::protocol::{CancelKey, startup};
+use redshift_auth_proxy::protocol::CancelKey;
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -211,28 +211,6 @@ async fn until_ready(stream: &mut tokio::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
     }
 }
 
-/// Sends a CancelRequest for `key` to the proxy and waits for it to close the connection
-/// without an answer, as PostgreSQL does.
-async fn send_cancel(proxy: &TestProxy, key: CancelKey) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(proxy.addr)
-        .await
-        .expect("connect for the cancel");
-    stream
-        .write_all(&startup::encode_cancel_request(key))
-        .await
-        .expect("CancelRequest");
-    let mut nothing = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut nothing))
-        .await
-        .expect("the proxy closes the cancel connection")
-        .expect("clean close");
-    assert!(
-        nothing.is_empty(),
-        "nothing is answered to a cancel request"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_get_proxy_issued_cancel_keys_and_forged_ones_cancel_nothing() {
     use tokio::io::AsyncWriteExt;
@@ -295,7 +273,7 @@ async fn clients_get_proxy_issued_cancel_keys_and_forged_ones_cancel_nothing() {
         },
     ];
     for key in forged {
-        send_cancel(&proxy, key).await;
+        scripted::send_cancel(proxy.addr.port(), key).await;
     }
     let answer = until_ready(&mut stream).await;
     assert!(
@@ -328,7 +306,7 @@ async fn clients_get_proxy_issued_cancel_keys_and_forged_ones_cancel_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let error = loop {
         assert!(started.elapsed() < Duration::from_secs(10), "not cancelled");
-        send_cancel(&proxy, issued).await;
+        scripted::send_cancel(proxy.addr.port(), issued).await;
         let next = tokio::time::timeout(Duration::from_secs(1), async {
             loop {
                 match scripted::read_message(&mut stream).await {
@@ -360,7 +338,7 @@ async fn clients_get_proxy_issued_cancel_keys_and_forged_ones_cancel_nothing() {
     }
     assert!(proxy.cancel.is_empty(), "the closed session's key is gone");
     let local = proxy.cancel.counts().local;
-    send_cancel(&proxy, issued).await;
+    scripted::send_cancel(proxy.addr.port(), issued).await;
     assert_eq!(proxy.cancel.counts().unknown, 4);
     assert_eq!(proxy.cancel.counts().local, local);
     proxy.stop().await;

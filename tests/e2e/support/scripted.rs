@@ -3,6 +3,7 @@
 //! request (code 14), and Redshift's greeting. It serves one connection over TLS.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -143,6 +144,26 @@ pub async fn read_message<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(u8, V
     let mut payload = vec![0u8; len.checked_sub(4)?];
     stream.read_exact(&mut payload).await.ok()?;
     Some((tag, payload))
+}
+
+/// Sends a CancelRequest for `key` on a new connection to `port` and waits for the proxy to
+/// close it without an answer, as PostgreSQL does; returns how long that took.
+pub async fn send_cancel(port: u16, key: redshift_auth_proxy::protocol::CancelKey) -> Duration {
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect for the cancel");
+    stream
+        .write_all(&redshift_auth_proxy::protocol::startup::encode_cancel_request(key))
+        .await
+        .expect("CancelRequest");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes the cancel connection")
+        .expect("clean close");
+    assert!(rest.is_empty(), "nothing is answered to a cancel request");
+    started.elapsed()
 }
 
 /// Sends a StartupMessage as a client would.
