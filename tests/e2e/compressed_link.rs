@@ -95,18 +95,7 @@ fn counter(proxy: &TestProxy, family: &str, direction: &str) -> f64 {
 async fn fifty_megabytes_arrive_byte_for_byte_through_the_compressed_link() {
     let server = PgServer::shared();
     let (upstream, proxy) = compressed_setup().await;
-    let client = tokio_postgres::connect(&proxy.conninfo("dev"), tokio_postgres::NoTls)
-        .await
-        .map(|(client, connection)| {
-            tokio::spawn(connection);
-            client
-        })
-        .expect("tokio-postgres logs in through the compressed link");
-    let expected: String = client
-        .query_one(&server_md5_query(ROWS), &[])
-        .await
-        .expect("server-side md5")
-        .get(0);
+    let expected = expected_md5(&proxy).await;
 
     // psql's COPY to stdout, hashed on arrival.
     let run = psql(server, &proxy.conninfo("dev"), &copy_query(ROWS), None).await;
@@ -115,6 +104,11 @@ async fn fifty_megabytes_arrive_byte_for_byte_through_the_compressed_link() {
     assert_eq!(hex(&Md5::digest(run.stdout.as_bytes())), expected, "psql");
 
     // tokio-postgres's COPY OUT stream, hashed as it comes.
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.conninfo("dev"), tokio_postgres::NoTls)
+            .await
+            .expect("tokio-postgres logs in through the compressed link");
+    tokio::spawn(connection);
     let stream = client
         .copy_out(&copy_query(ROWS))
         .await
@@ -130,7 +124,7 @@ async fn fifty_megabytes_arrive_byte_for_byte_through_the_compressed_link() {
     assert_eq!(received, run.stdout.len());
     assert_eq!(hex(&md5.finalize()), expected, "tokio-postgres");
 
-    assert_compressed(&upstream, &proxy, 2);
+    assert_compressed(&upstream, &proxy, 3);
     drop(client);
     proxy.stop().await;
 }
