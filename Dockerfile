@@ -28,11 +28,15 @@ COPY benches ./benches
 # change recompiles only this crate. The target directory is a cache, not a layer, so the
 # binaries are copied out in the same step. sharing=locked: two concurrent builds wait for
 # each other instead of corrupting the cache. --locked: the build uses Cargo.lock as committed.
-# The stand-in is an example target, so this also compiles the dev-dependencies it uses.
+# The proxy is built on its own, then the stand-in: an example may use the dev-dependencies,
+# and built in one cargo run with it the proxy would get their features too (tokio's
+# test-util among them, whose clock takes a lock on every read). The second run builds the
+# shared dependencies again with those features, once; the cache keeps both.
 RUN --mount=type=cache,id=redshift-auth-proxy-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,id=redshift-auth-proxy-cargo-git,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,id=redshift-auth-proxy-target,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin redshift-auth-proxy --example aws_standin \
+    cargo build --release --locked --bin redshift-auth-proxy \
+    && cargo build --release --locked --example aws_standin \
     && install -D -m 0755 target/release/redshift-auth-proxy /out/redshift-auth-proxy \
     && install -D -m 0755 target/release/examples/aws_standin /out/aws-standin
 
