@@ -50,7 +50,6 @@ impl Watched {
     /// Starts the binary with `args` (the target and its flags; the ports are added here)
     /// and `env`, and records its open files once it is idle.
     async fn start(args: &[&str], env: &[(&str, &str)]) -> Watched {
-        // Held together, so the client and HTTP ports differ.
         let ports = pg::free_ports(2);
         let (port, http) = (ports[0], ports[1]);
         let port_text = port.to_string();

@@ -19,7 +19,6 @@ use tokio_postgres::NoTls;
 /// A static-password proxy in front of the shared server, with its HTTP endpoint on a free
 /// port and `extra` flags.
 fn start(server: &PgServer, extra: &[&str]) -> (ProxyProcess, u16) {
-    // Held together, so the client and HTTP ports differ.
     let ports = pg::free_ports(2);
     let (port, http) = (ports[0], ports[1]);
     let proxy = ProxyCommand::serving(server, "", (port, http), extra).spawn(port);
@@ -396,7 +395,6 @@ async fn a_trace_level_log_of_a_full_session_holds_no_secret() {
     server.sql(&[&format!(
         "create role \"IAM:tracer\" login password '{password}'"
     )]);
-    // Held together, so the client and HTTP ports differ.
     let ports = pg::free_ports(2);
     let (port, http) = (ports[0], ports[1]);
     // No db_user: the client's user is the database user, so one proxy shows a session, an

@@ -410,7 +410,6 @@ async fn sigterm_closes_spares_before_the_drain() {
     let server = PgServer::shared();
     let activity = Activity::open(server).await;
     let app = "warm-sigterm";
-    // Held together, so the client and HTTP ports differ.
     let ports = pg::free_ports(2);
     let (port, http) = (ports[0], ports[1]);
     let mut proxy = ProxyCommand::serving(
